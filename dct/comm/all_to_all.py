@@ -1,0 +1,140 @@
+"""A differentiable, metered all-to-all of row blocks whose widths differ by source rank.
+
+Rank ``r`` holds one tensor ``[sum(send_rows), width_r]`` whose rows are grouped by destination;
+it receives from each source ``s`` a block ``[recv_rows[s], widths[s]]``. This is the embedding
+exchange of hybrid DLRM: every rank pools its own tables for all samples of its model-parallel
+group, and gets back every table's pooled vectors for its own samples. Gradients travel the
+reverse way. Each wire part of the codec pair is one ``all_to_all_single`` on flat buffers, with
+split sizes in elements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from dct.comm.codec import DENSE, CodecPair, RowCodec
+from dct.comm.meter import FP32_BYTES, ByteMeter
+
+
+@dataclass(frozen=True)
+class RowExchange:
+    """Who sends how many rows to whom. ``widths[s]`` is the row width that rank ``s`` sends."""
+
+    send_rows: Sequence[int]
+    recv_rows: Sequence[int]
+    widths: Sequence[int]
+    group: dist.ProcessGroup
+    meter: ByteMeter
+    channel: str = "mp"
+    codecs: CodecPair = DENSE
+
+
+Layout = list[tuple[int, torch.dtype]]
+
+
+def _exchange_parts(
+    blocks: Sequence[Sequence[Tensor]],
+    recv_rows: Sequence[int],
+    recv_layouts: Sequence[Layout],
+    group: dist.ProcessGroup,
+) -> tuple[list[list[Tensor]], int]:
+    """Send ``blocks[j][p]`` (part ``p`` for rank ``j``) to every rank, one collective a part.
+
+    Source ``s`` sends ``recv_rows[s]`` rows of each part laid out as ``recv_layouts[s]``.
+    Returns, per source, its parts as ``[rows, cols]``, and the bytes this rank sent to others.
+    """
+    me = dist.get_rank(group)
+    received: list[list[Tensor]] = [[] for _ in recv_rows]
+    sent_bytes = 0
+    for p in range(len(recv_layouts[0])):
+        outgoing = [per_dest[p] for per_dest in blocks]
+        in_splits = [t.numel() for t in outgoing]
+        out_splits = [rows * layout[p][0] for rows, layout in zip(recv_rows, recv_layouts)]
+        flat = torch.cat([t.reshape(-1) for t in outgoing])
+        out = flat.new_empty(sum(out_splits), dtype=recv_layouts[0][p][1])
+        dist.all_to_all_single(out, flat, out_splits, in_splits, group=group)
+        sent_bytes += flat.element_size() * sum(n for j, n in enumerate(in_splits) if j != me)
+        for s, chunk in enumerate(out.split(out_splits)):
+            received[s].append(chunk.view(recv_rows[s], recv_layouts[s][p][0]))
+    return received, sent_bytes
+
+
+def _dense_bytes(send_rows: Sequence[int], width: int, me: int) -> int:
+    return FP32_BYTES * width * sum(rows for j, rows in enumerate(send_rows) if j != me)
+
+
+def _decode_each(
+    codec: RowCodec, received: list[list[Tensor]], widths: Sequence[int], dtype: torch.dtype,
+    ctxs: Sequence[Any],
+) -> tuple[list[Tensor], list[Any]]:
+    decoded = [codec.decode(parts, w, dtype, c) for parts, w, c in zip(received, widths, ctxs)]
+    return [rows for rows, _ in decoded], [ctx for _, ctx in decoded]
+
+
+class _AllToAllRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, rows: Tensor, spec: RowExchange) -> tuple[Tensor, ...]:
+        group, codecs = spec.group, spec.codecs
+        me = dist.get_rank(group)
+        parts, sender_ctx = codecs.forward.encode(rows, None)
+        layouts = [codecs.forward.layout(w, rows.dtype) for w in spec.widths]
+        blocks = list(zip(*(part.split(list(spec.send_rows)) for part in parts)))
+        received, sent = _exchange_parts(blocks, spec.recv_rows, layouts, group)
+        spec.meter.record(spec.channel, sent, _dense_bytes(spec.send_rows, rows.shape[1], me))
+        decoded, receiver_ctxs = _decode_each(
+            codecs.forward, received, spec.widths, rows.dtype, [None] * len(received)
+        )
+        ctx.spec, ctx.sender_ctx, ctx.receiver_ctxs = spec, sender_ctx, receiver_ctxs
+        ctx.width, ctx.dtype, ctx.device = rows.shape[1], rows.dtype, rows.device
+        return tuple(decoded)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor, None]:
+        spec: RowExchange = ctx.spec
+        codec = spec.codecs.backward
+        me = dist.get_rank(spec.group)
+        encoded = [
+            codec.encode(
+                torch.zeros(rows, width, dtype=ctx.dtype, device=ctx.device)
+                if grad is None
+                else grad,
+                rctx,
+            )[0]
+            for grad, rows, width, rctx in zip(
+                grads, spec.recv_rows, spec.widths, ctx.receiver_ctxs
+            )
+        ]
+        layout = codec.layout(ctx.width, ctx.dtype)
+        received, sent = _exchange_parts(
+            encoded, spec.send_rows, [layout] * len(spec.send_rows), spec.group
+        )
+        dense = FP32_BYTES * sum(
+            rows * width
+            for j, (rows, width) in enumerate(zip(spec.recv_rows, spec.widths))
+            if j != me
+        )
+        spec.meter.record(spec.channel, sent, dense)
+        joined = [torch.cat(per_part, dim=0) for per_part in zip(*received)]
+        grad_rows, _ = codec.decode(joined, ctx.width, ctx.dtype, ctx.sender_ctx)
+        return grad_rows, None
+
+
+def all_to_all_rows(rows: Tensor, spec: RowExchange) -> tuple[Tensor, ...]:
+    """Exchange row blocks as ``spec`` says; differentiable. Returns one block per source rank.
+
+    A group of one rank returns ``rows`` itself, untouched and unmetered.
+
+    Example::
+
+        spec = RowExchange([b, b], [b, b], widths=[48, 32], group=mp_group, meter=meter)
+        blocks = all_to_all_rows(pooled, spec)   # pooled: [2 * b, own width]
+        embeddings = torch.cat(blocks, dim=1)    # [b, 80]: every rank's tables, own samples
+    """
+    if dist.get_world_size(spec.group) == 1:
+        return (rows,)
+    return _AllToAllRows.apply(rows, spec)

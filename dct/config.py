@@ -1,0 +1,123 @@
+"""Typed schemas of every config group.
+
+Plain dataclasses, importable without Hydra; ``launch/`` registers them in Hydra's ConfigStore so
+a misspelt key or override fails at start. ``validate()`` catches the combinations a type cannot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_CARDINALITIES = [
+    1460, 583, 10131, 2202, 305, 24, 12517, 633, 3, 9379, 5721, 8351, 3194,
+    27, 14992, 5461, 10, 5652, 2173, 4, 7046, 18, 15, 2862, 105, 1428,
+]
+
+
+class ConfigError(ValueError):
+    """A configuration the user can fix; the message says what to change."""
+
+
+@dataclass
+class ModelConfig:
+    """DLRM shape. ``bottom_mlp`` ends at ``embedding_dim`` (the interaction needs equal widths);
+    ``top_mlp`` lists hidden widths only: a final layer to one logit is always added."""
+
+    name: str = "dlrm"
+    embedding_dim: int = 16
+    bottom_mlp: list[int] = field(default_factory=lambda: [64, 16])
+    top_mlp: list[int] = field(default_factory=lambda: [64, 32])
+
+
+@dataclass
+class DataConfig:
+    """Synthetic Criteo-like clicks labelled by a hidden teacher (see ``dct.data.synthetic``)."""
+
+    name: str = "synthetic"
+    num_dense: int = 13
+    cardinalities: list[int] = field(default_factory=lambda: list(DEFAULT_CARDINALITIES))
+    ids_per_feature: int = 1
+    zipf_exponent: float = 1.05
+    teacher_dim: int = 4
+    teacher_scale: float = 1.0
+    eval_size: int = 16384
+
+
+@dataclass
+class ParallelConfig:
+    """``mp_size`` ranks share out the embedding tables; ``world_size / mp_size`` replicas of each."""
+
+    mp_size: int = 1
+    backend: str = "auto"
+    timeout_s: float = 300.0
+
+
+@dataclass
+class OptimConfig:
+    """``sgd`` or ``adagrad``; the learning rate is ``train.lr``."""
+
+    name: str = "sgd"
+    adagrad_eps: float = 1e-8
+
+
+@dataclass
+class TrainConfig:
+    """``batch_size`` is global: every rank trains on ``batch_size / world_size`` samples a step."""
+
+    steps: int = 300
+    batch_size: int = 1024
+    lr: float = 0.1
+    eval_every: int = 100
+    log_every: int = 10
+
+
+@dataclass
+class OutputConfig:
+    tensorboard: bool = True
+    progress_bar: bool = True
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: RunConfig, world_size: int) -> None:
+    """Raise ``ConfigError`` naming the setting to change if ``cfg`` cannot run on ``world_size``."""
+    model, data, train = cfg.model, cfg.data, cfg.train
+    _require(model.name == "dlrm", f"model.name={model.name!r} is unknown; the only model is 'dlrm'")
+    _require(model.embedding_dim >= 1, "model.embedding_dim must be >= 1")
+    _require(
+        len(model.bottom_mlp) >= 1 and model.bottom_mlp[-1] == model.embedding_dim,
+        f"model.bottom_mlp={list(model.bottom_mlp)} must end at model.embedding_dim="
+        f"{model.embedding_dim}: the interaction takes dot products of equal-width vectors",
+    )
+    _require(all(w >= 1 for w in [*model.bottom_mlp, *model.top_mlp]), "MLP widths must be >= 1")
+    _require(data.name == "synthetic", f"data.name={data.name!r} is unknown; use 'synthetic'")
+    _require(len(data.cardinalities) >= 1, "data.cardinalities needs at least one table")
+    _require(all(c >= 1 for c in data.cardinalities), "data.cardinalities must all be >= 1")
+    _require(data.num_dense >= 1, "data.num_dense must be >= 1")
+    _require(data.ids_per_feature >= 1, "data.ids_per_feature must be >= 1")
+    _require(data.zipf_exponent > 0, "data.zipf_exponent must be > 0")
+    _require(data.eval_size >= 1, "data.eval_size must be >= 1")
+    _require(cfg.optim.name in ("sgd", "adagrad"), f"optim={cfg.optim.name!r}: use sgd or adagrad")
+    _require(train.steps >= 1, "train.steps must be >= 1")
+    _require(train.lr > 0, "train.lr must be > 0")
+    _require(train.eval_every >= 1, "train.eval_every must be >= 1")
+    _require(train.log_every >= 1, "train.log_every must be >= 1")
+    _require(
+        train.batch_size >= world_size and train.batch_size % world_size == 0,
+        f"train.batch_size={train.batch_size} must be a positive multiple of the world size "
+        f"({world_size}): every rank trains on an equal slice of each global batch",
+    )

@@ -1,0 +1,79 @@
+"""The in-memory form of a batch of click samples, shared by every data source and the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class SparseFeatures:
+    """Jagged categorical ids, one (values, offsets) pair per table.
+
+    ``offsets[t]`` has ``n + 1`` entries: sample ``i`` of table ``t`` owns
+    ``values[t][offsets[t][i]:offsets[t][i + 1]]`` (``EmbeddingBag`` with
+    ``include_last_offset=True``), so single-hot and multi-hot inputs share one form.
+    """
+
+    values: tuple[Tensor, ...]
+    offsets: tuple[Tensor, ...]
+
+    @property
+    def num_tables(self) -> int:
+        return len(self.values)
+
+    @property
+    def num_samples(self) -> int:
+        return self.offsets[0].numel() - 1 if self.offsets else 0
+
+    def rows(self, start: int, stop: int) -> SparseFeatures:
+        """Samples ``start:stop`` of every table."""
+        values, offsets = [], []
+        for vals, offs in zip(self.values, self.offsets):
+            window = offs[start : stop + 1]
+            values.append(vals[window[0] : window[-1]])
+            offsets.append(window - window[0])
+        return SparseFeatures(tuple(values), tuple(offsets))
+
+    def tables(self, indices: Sequence[int]) -> SparseFeatures:
+        """Only the tables named by ``indices``, in that order."""
+        return SparseFeatures(
+            tuple(self.values[i] for i in indices), tuple(self.offsets[i] for i in indices)
+        )
+
+    def to(self, device: torch.device) -> SparseFeatures:
+        return SparseFeatures(
+            tuple(v.to(device) for v in self.values), tuple(o.to(device) for o in self.offsets)
+        )
+
+
+@dataclass(frozen=True)
+class Batch:
+    """``n`` samples: dense features ``[n, num_dense]`` (float32), ids, labels ``[n]`` (float32 0/1).
+
+    ``click_prob`` is the true click probability where the source knows it (synthetic data),
+    else ``None``; it is never shown to the model, only used to report the Bayes AUC.
+    """
+
+    dense: Tensor
+    sparse: SparseFeatures
+    labels: Tensor
+    click_prob: Tensor | None = None
+
+    @property
+    def num_samples(self) -> int:
+        return self.labels.numel()
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """Samples ``start:stop``."""
+        prob = None if self.click_prob is None else self.click_prob[start:stop]
+        return Batch(
+            self.dense[start:stop], self.sparse.rows(start, stop), self.labels[start:stop], prob
+        )
+
+    def to(self, device: torch.device) -> Batch:
+        prob = None if self.click_prob is None else self.click_prob.to(device)
+        return Batch(self.dense.to(device), self.sparse.to(device), self.labels.to(device), prob)

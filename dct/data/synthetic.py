@@ -1,0 +1,197 @@
+"""Synthetic Criteo-like click samples labelled by a hidden teacher model.
+
+Each sample has ``num_dense`` heavy-tailed counts (Criteo's I1..I13: floor of a lognormal, with a
+share of zeros), given to the model as ``log1p(count)``, and ``ids_per_feature`` ids per
+categorical table, drawn Zipf-skewed like Criteo's C1..C26. A teacher fixed by the seed scores
+each sample with a factorisation machine::
+
+    logit = bias + teacher_scale * (w . dense / std(dense)
+                                    + sum_t w_t[ids_t] + sum_{t<u} <v_t[ids_t], v_u[ids_u]>)
+
+(multi-hot bags sum their ids' weights and vectors), ``click_prob = sigmoid(logit)`` and the label
+is a Bernoulli draw from it. The bias is solved for at construction so the click rate is
+``TARGET_CLICK_RATE``. Because the true click probability is known, the Bayes AUC (the best any
+model can reach on the noisy labels) is known too, which makes a trained model's AUC meaningful.
+A DLRM can represent this teacher: an embedding per id, dot interactions and MLPs.
+
+Samples come in fixed blocks of ``BLOCK_SIZE``, each from its own generator seeded by
+``(seed, split, block)``, so sample ``i`` is the same however a range is requested: ranks that
+each ask for their slice of a global batch see exactly what a single process would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dct.config import DataConfig
+from dct.data.batch import Batch, SparseFeatures
+
+BLOCK_SIZE = 64
+TARGET_CLICK_RATE = 0.26
+# Standard deviation each teacher term contributes to the logit (before ``teacher_scale``).
+DENSE_SIGNAL_STD = 0.5
+FIRST_ORDER_SIGNAL_STD = 1.0
+PAIRWISE_SIGNAL_STD = 1.0
+# Ranges the per-feature dense distributions are drawn from: lognormal location and scale of
+# the count, and the share of zero counts.
+DENSE_LOG_MEAN = (0.0, 4.0)
+DENSE_LOG_STD = (0.5, 1.5)
+DENSE_ZERO_SHARE = (0.05, 0.5)
+CALIBRATION_BLOCKS = 64
+
+_SPLITS = {"train": 0, "eval": 1}
+_CALIBRATION_STREAM = 2
+_TEACHER_STREAM = 3
+
+
+def _generator(*key: int) -> np.random.Generator:
+    """An independent stream for each distinct key (SeedSequence hashes the whole key)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(key))))
+
+
+class SyntheticClicks:
+    """Criteo-like click samples labelled by a hidden teacher model.
+
+    ``num_dense`` and ``cardinalities`` describe the features, for building the model; the
+    teacher stays private. ``samples`` is a pure function of (seed, config, split, index).
+
+    Example::
+
+        data = SyntheticClicks(DataConfig(), seed=0)
+        batch = data.samples("train", start=step * 1024 + rank * 256, count=256)
+    """
+
+    def __init__(self, cfg: DataConfig, seed: int) -> None:
+        if seed < 0:
+            raise ValueError(f"seed={seed} must be >= 0")
+        self.num_dense = cfg.num_dense
+        self.cardinalities = list(cfg.cardinalities)
+        self._seed = seed
+        self._bag = cfg.ids_per_feature
+        self._scale = cfg.teacher_scale
+        rng = _generator(seed, _TEACHER_STREAM)
+        self._log_mean = rng.uniform(*DENSE_LOG_MEAN, cfg.num_dense)
+        self._log_std = rng.uniform(*DENSE_LOG_STD, cfg.num_dense)
+        self._zero_share = rng.uniform(*DENSE_ZERO_SHARE, cfg.num_dense)
+
+        num_tables = len(self.cardinalities)
+        num_pairs = max(num_tables * (num_tables - 1) // 2, 1)
+        # Bag sums add ``ids_per_feature`` draws, so shrink per-id effects to keep the logit scale.
+        weight_std = FIRST_ORDER_SIGNAL_STD / np.sqrt(num_tables * self._bag)
+        # A dot of two teacher_dim vectors with entry std a has variance teacher_dim * a**4.
+        vector_std = (PAIRWISE_SIGNAL_STD**2 / (num_pairs * cfg.teacher_dim)) ** 0.25
+        vector_std /= np.sqrt(self._bag)
+        self._cdf: list[np.ndarray] = []
+        for card in self.cardinalities:
+            mass = np.arange(1, card + 1, dtype=np.float64) ** -cfg.zipf_exponent
+            cdf = np.cumsum(mass) / mass.sum()
+            cdf[-1] = 1.0
+            self._cdf.append(cdf)
+        # Per-table arrays are concatenated so one gather serves every table: rank r of table t
+        # is row _table_start[t] + r. Its id is random, so id order says nothing about frequency.
+        self._table_start = np.cumsum([0, *self.cardinalities[:-1]]).astype(np.int64)
+        self._rank_to_id = np.concatenate([rng.permutation(card) for card in self.cardinalities])
+        total = sum(self.cardinalities)
+        self._weight = rng.normal(0.0, weight_std, total)
+        self._vector = rng.normal(0.0, vector_std, (total, cfg.teacher_dim))
+
+        # Dense weights act on features scaled to unit variance, so each means the same whatever
+        # the feature's spread; the spreads and the bias come from a separate calibration stream.
+        dense, ranks, _ = self._draw(_CALIBRATION_STREAM, 0, CALIBRATION_BLOCKS)
+        dense_weight = rng.normal(0.0, DENSE_SIGNAL_STD / np.sqrt(cfg.num_dense), cfg.num_dense)
+        self._dense_weight = dense_weight / np.maximum(dense.std(axis=0), 1e-6)
+        self._bias = self._calibrate_bias(self._scale * self._signal(dense, ranks))
+
+    def samples(self, split: str, start: int, count: int) -> Batch:
+        """Samples ``start : start + count`` of ``split``, "train" or "eval" (independent streams).
+
+        Raises ``ValueError`` for another split, a negative start or a negative count.
+        """
+        if split not in _SPLITS:
+            raise ValueError(f"split={split!r} is unknown; use one of {sorted(_SPLITS)}")
+        if start < 0:
+            raise ValueError(f"start={start} must be >= 0")
+        if count < 0:
+            raise ValueError(f"count={count} must be >= 0")
+        first_block = start // BLOCK_SIZE
+        num_blocks = -(-(start + count) // BLOCK_SIZE) - first_block
+        dense, ranks, label_noise = self._draw(_SPLITS[split], first_block, num_blocks)
+        logit = self._bias + self._scale * self._signal(dense, ranks)
+        prob = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+        labels = (label_noise < prob).astype(np.float32)
+
+        skip = start - first_block * BLOCK_SIZE
+        rows = slice(skip, skip + count)
+        # One buffer per field, split into disjoint per-table views.
+        ids = self._rank_to_id.take(ranks[:, :, rows].transpose(0, 2, 1)).reshape(len(ranks), -1)
+        offsets = np.arange(0, count * self._bag + 1, self._bag, dtype=np.int64)
+        return Batch(
+            dense=torch.from_numpy(np.ascontiguousarray(dense[rows], dtype=np.float32)),
+            sparse=SparseFeatures(
+                values=torch.from_numpy(ids).unbind(0),
+                offsets=torch.from_numpy(np.tile(offsets, (len(ranks), 1))).unbind(0),
+            ),
+            labels=torch.from_numpy(labels[rows].copy()),
+            click_prob=torch.from_numpy(prob[rows].copy()),
+        )
+
+    def _draw(
+        self, stream: int, first_block: int, num_blocks: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Whole blocks ``first_block ...`` of ``stream``: log1p dense [n, num_dense] (float64),
+        global ranks (``_table_start[t] + rank``) [num_tables, ids_per_feature, n] (int64)
+        and the uniforms that draw the labels [n]."""
+        n = num_blocks * BLOCK_SIZE
+        num_tables = len(self.cardinalities)
+        normal = np.empty((n, self.num_dense))
+        # Columns: one per dense zero mask, one per id, then one for the label.
+        uniform = np.empty((n, self.num_dense + num_tables * self._bag + 1))
+        for b in range(num_blocks):
+            rng = _generator(self._seed, stream, first_block + b)
+            block = slice(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
+            rng.standard_normal(out=normal[block])
+            rng.random(out=uniform[block])
+
+        counts = np.floor(np.exp(self._log_mean + self._log_std * normal))
+        counts[uniform[:, : self.num_dense] < self._zero_share] = 0.0
+        id_uniform = uniform[:, self.num_dense : -1].T.reshape(num_tables, self._bag, n)
+        ranks = np.empty((num_tables, self._bag, n), dtype=np.int64)
+        for t, cdf in enumerate(self._cdf):
+            # Inverse CDF: the first rank whose cumulative probability exceeds the uniform; as
+            # uniforms are < 1 == cdf[-1], the rank is always in range.
+            ranks[t] = np.searchsorted(cdf, id_uniform[t], side="right")
+        ranks += self._table_start[:, None, None]
+        return np.log1p(counts), ranks, uniform[:, -1]
+
+    def _signal(self, dense: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+        """The teacher's logit before bias and scale, [n] float64.
+
+        Every sum runs over a leading axis or an explicit loop, which numpy accumulates in a
+        fixed order whatever the number of rows; a matmul's rounding may depend on it, and each
+        sample's value must not.
+        """
+        num_tables, bag, n = ranks.shape
+        signal = np.zeros(n)
+        for j in range(self.num_dense):
+            signal += self._dense_weight[j] * dense[:, j]
+        index = ranks.reshape(num_tables * bag, n)
+        signal += self._weight.take(index).sum(axis=0)
+        dim = self._vector.shape[1]
+        bags = self._vector.take(index, axis=0).reshape(num_tables, bag, n, dim).sum(axis=1)
+        vector_sum, square_sum = bags.sum(axis=0), (bags * bags).sum(axis=0)
+        # sum over table pairs t<u of <v_t, v_u> = (|sum_t v_t|^2 - sum_t |v_t|^2) / 2
+        pairwise = 0.5 * (vector_sum * vector_sum - square_sum)
+        for c in range(dim):
+            signal += pairwise[:, c]
+        return signal
+
+    @staticmethod
+    def _calibrate_bias(scaled_signal: np.ndarray) -> float:
+        """The bias at which the mean click probability over ``scaled_signal`` is the target."""
+        low, high = -50.0, 50.0
+        for _ in range(60):
+            mid = 0.5 * (low + high)
+            rate = np.mean(1.0 / (1.0 + np.exp(-(mid + scaled_signal))))
+            low, high = (mid, high) if rate < TARGET_CLICK_RATE else (low, mid)
+        return 0.5 * (low + high)

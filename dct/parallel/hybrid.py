@@ -1,0 +1,137 @@
+"""Hybrid-parallel DLRM: embedding tables sharded over the MP group, the dense tower data-parallel.
+
+One step on rank ``r`` (global batch ``B``, ``b = B / world_size`` samples per rank):
+
+1. its tables pool the ids of all ``mp_size * b`` samples of its MP group;
+2. an all-to-all hands every rank all tables' pooled vectors for its own ``b`` samples;
+3. the dense tower (DDP over the world) turns them into logits for those samples.
+
+Gradient scale, which the reference DLRM gets wrong: each rank's loss is a mean over its own
+``b`` samples, so a table's gradient arriving through the all-to-all is the sum of ``mp_size``
+such means. Scaling it by ``1 / mp_size`` and averaging over the ``dp_size`` replicas gives the
+mean over the global batch, exactly what single-process training computes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dct.comm.all_to_all import RowExchange, all_to_all_rows
+from dct.comm.codec import DENSE, CodecPair
+from dct.comm.ddp_hooks import MeteredAllReduceState, metered_allreduce_hook
+from dct.comm.meter import ByteMeter
+from dct.data.batch import SparseFeatures
+from dct.parallel.sharding import assign_tables
+from dct.parallel.topology import Topology
+from models.dlrm import DenseTower, build_table
+
+
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.factor, None
+
+
+class TableShard(nn.Module):
+    """The tables one MP rank owns; pooled vectors side by side, ``[n, len(tables) * dim]``."""
+
+    def __init__(self, table_indices: Sequence[int], table_sizes: Sequence[int], dim: int,
+                 seed: int) -> None:
+        super().__init__()
+        self.table_indices = list(table_indices)
+        self.tables = nn.ModuleList(
+            build_table(table_sizes[t], dim, seed, t) for t in self.table_indices
+        )
+
+    def forward(self, sparse: SparseFeatures) -> Tensor:
+        return torch.cat(
+            [table(v, o) for table, v, o in zip(self.tables, sparse.values, sparse.offsets)],
+            dim=1,
+        )
+
+
+def _data_parallel(module: nn.Module, group: Any, meter: ByteMeter, device: torch.device) -> nn.Module:
+    """DDP over ``group`` with the metered hook; a group of one needs no wrapper."""
+    if torch.distributed.get_world_size(group) == 1:
+        return module
+    ddp = DistributedDataParallel(
+        module,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        process_group=group,
+        init_sync=False,
+    )
+    ddp.register_comm_hook(MeteredAllReduceState(group, meter), metered_allreduce_hook)
+    return ddp
+
+
+class HybridDLRM(nn.Module):
+    """DLRM across a DP x MP grid; each rank computes logits for its own samples.
+
+    Initialisation matches ``models.dlrm.DLRM`` with the same seed on any grid, so DDP's start-up
+    broadcast is skipped (``init_sync=False``): every rank already holds identical weights.
+
+    Example::
+
+        model = HybridDLRM(tower, table_sizes, dim=16, seed=0, topology=topology, meter=meter)
+        logits = model(local_dense, group_sparse.tables(model.owned_tables))
+    """
+
+    def __init__(
+        self,
+        dense_tower: DenseTower,
+        table_sizes: Sequence[int],
+        dim: int,
+        seed: int,
+        topology: Topology,
+        meter: ByteMeter,
+        device: torch.device,
+        codecs: CodecPair = DENSE,
+    ) -> None:
+        super().__init__()
+        self.topology, self.meter, self.codecs, self.dim = topology, meter, codecs, dim
+        self.plan = assign_tables(table_sizes, topology.mp_size)
+        self.owned_tables = self.plan[topology.mp_rank]
+        shard = TableShard(self.owned_tables, table_sizes, dim, seed).to(device)
+        self.shard = _data_parallel(shard, topology.replica_group, meter, device)
+        self.dense_tower = _data_parallel(dense_tower.to(device), topology.world_group, meter, device)
+        arrival_order = [t for tables in self.plan for t in tables]
+        self.register_buffer(
+            "table_order",
+            torch.tensor([arrival_order.index(t) for t in range(len(table_sizes))], device=device),
+            persistent=False,
+        )
+
+    def shard_tables(self) -> TableShard:
+        """The local tables, unwrapped from DDP."""
+        return self.shard.module if isinstance(self.shard, DistributedDataParallel) else self.shard
+
+    def forward(self, dense: Tensor, group_sparse: SparseFeatures) -> Tensor:
+        """Logits for this rank's ``b`` samples.
+
+        ``dense``: ``[b, num_dense]``, this rank's samples. ``group_sparse``: the ids of the owned
+        tables (``owned_tables``, in that order) for all ``mp_size * b`` samples of the MP group,
+        ordered by MP rank.
+        """
+        b, mp_size = dense.shape[0], self.topology.mp_size
+        pooled = _ScaleGrad.apply(self.shard(group_sparse), 1.0 / mp_size)
+        exchange = RowExchange(
+            send_rows=[b] * mp_size,
+            recv_rows=[b] * mp_size,
+            widths=[len(tables) * self.dim for tables in self.plan],
+            group=self.topology.mp_group,
+            meter=self.meter,
+            channel="mp",
+            codecs=self.codecs,
+        )
+        arrived = torch.cat(all_to_all_rows(pooled, exchange), dim=1)
+        embeddings = arrived.view(b, -1, self.dim).index_select(1, self.table_order)
+        return self.dense_tower(dense, embeddings)

@@ -1,0 +1,60 @@
+"""Evaluation over the whole eval set, with every rank computing the same numbers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from sklearn.metrics import log_loss, roc_auc_score
+
+from dct.comm.collectives import all_gather_cat
+from dct.comm.meter import ByteMeter
+from dct.data.batching import RankReader
+from dct.parallel.hybrid import HybridDLRM
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    auc: float
+    logloss: float
+    accuracy: float
+    bayes_auc: float | None
+    num_samples: int
+
+    def scalars(self) -> dict[str, float]:
+        out = {"eval/auc": self.auc, "eval/logloss": self.logloss, "eval/accuracy": self.accuracy}
+        if self.bayes_auc is not None:
+            out["eval/bayes_auc"] = self.bayes_auc
+        return out
+
+
+def num_eval_batches(eval_size: int, batch_size: int) -> int:
+    """The eval set is ``eval_size`` rounded up to whole global batches."""
+    return math.ceil(eval_size / batch_size)
+
+
+@torch.no_grad()
+def evaluate(model: HybridDLRM, reader: RankReader, eval_size: int, meter: ByteMeter) -> EvalResult:
+    """AUC, log-loss and accuracy of ``model`` on the eval split, gathered from all ranks."""
+    was_training = model.training
+    model.eval()
+    probs, labels, truths = [], [], []
+    for index in range(num_eval_batches(eval_size, reader.batch_size)):
+        batch = reader.read("eval", index)
+        probs.append(torch.sigmoid(model(batch.local.dense, batch.group_sparse)).float())
+        labels.append(batch.local.labels.float())
+        if batch.local.click_prob is not None:
+            truths.append(batch.local.click_prob.float())
+    model.train(was_training)
+    group = model.topology.world_group
+    prob = all_gather_cat(torch.cat(probs), group, meter).cpu().double().numpy()
+    label = all_gather_cat(torch.cat(labels), group, meter).cpu().double().numpy()
+    truth = all_gather_cat(torch.cat(truths), group, meter).cpu().double().numpy() if truths else None
+    return EvalResult(
+        auc=float(roc_auc_score(label, prob)),
+        logloss=float(log_loss(label, prob, labels=[0.0, 1.0])),
+        accuracy=float(((prob >= 0.5) == (label >= 0.5)).mean()),
+        bayes_auc=None if truth is None else float(roc_auc_score(label, truth)),
+        num_samples=len(label),
+    )

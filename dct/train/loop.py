@@ -1,0 +1,172 @@
+"""The training loop: hybrid-parallel DLRM on a global batch split across ranks."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from dct.comm.collectives import all_reduce_sum
+from dct.comm.meter import CHANNELS, ByteMeter, ChannelBytes
+from dct.config import OptimConfig, RunConfig
+from dct.data.batching import RankReader
+from dct.data.synthetic import SyntheticClicks
+from dct.parallel.hybrid import HybridDLRM
+from dct.parallel.topology import Topology
+from dct.train.evaluation import EvalResult, evaluate
+from dct.train.sinks import MetricSink
+from models.dlrm import DenseTower
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``losses``: the global-batch mean loss of every step."""
+
+    model: HybridDLRM
+    losses: list[float]
+    evaluation: EvalResult
+    step_times: list[float]
+    bytes_per_rank: dict[str, ChannelBytes]
+    history: list[EvalResult] = field(default_factory=list)
+
+
+def build_optimizer(cfg: OptimConfig, lr: float, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, eps=cfg.adagrad_eps)
+    return torch.optim.SGD(params, lr=lr)
+
+
+def build_model(cfg: RunConfig, topology: Topology, meter: ByteMeter, device: torch.device) -> HybridDLRM:
+    tower = DenseTower(
+        cfg.data.num_dense, cfg.model.bottom_mlp, len(cfg.data.cardinalities), cfg.model.top_mlp,
+        cfg.seed,
+    )
+    return HybridDLRM(
+        tower, cfg.data.cardinalities, cfg.model.embedding_dim, cfg.seed, topology, meter, device
+    )
+
+
+def _mean_bytes_per_rank(meter: ByteMeter, topology: Topology) -> dict[str, ChannelBytes]:
+    totals = meter.totals()
+    flat = torch.tensor(
+        [float(v) for c in CHANNELS for v in (totals[c].sent, totals[c].dense)], dtype=torch.float64
+    )
+    torch.distributed.all_reduce(flat, group=topology.world_group)
+    flat /= topology.world_size
+    return {
+        c: ChannelBytes(round(flat[2 * i].item()), round(flat[2 * i + 1].item()))
+        for i, c in enumerate(CHANNELS)
+    }
+
+
+def _traffic_scalars(now: dict[str, ChannelBytes], before: dict[str, ChannelBytes], steps: int) -> dict[str, float]:
+    scalars: dict[str, float] = {}
+    for channel in CHANNELS:
+        delta = now[channel] - before[channel]
+        scalars[f"bytes/{channel}_sent_per_step"] = delta.sent / steps
+        scalars[f"bytes/{channel}_dense_per_step"] = delta.dense / steps
+        scalars[f"bytes/{channel}_ratio"] = delta.ratio
+    return scalars
+
+
+def train(
+    cfg: RunConfig,
+    topology: Topology,
+    device: torch.device,
+    sinks: Sequence[MetricSink] = (),
+    show_progress: bool = False,
+) -> TrainResult:
+    """Train for ``cfg.train.steps`` steps, evaluating every ``eval_every`` steps and at the end.
+
+    Every rank must call this with the same ``cfg``; all of them return the same losses and
+    evaluation results.
+    """
+    torch.manual_seed(cfg.seed)
+    meter = ByteMeter()
+    model = build_model(cfg, topology, meter, device)
+    optimizer = build_optimizer(cfg.optim, cfg.train.lr, model.parameters())
+    reader = RankReader(
+        SyntheticClicks(cfg.data, cfg.seed), cfg.train.batch_size, topology.world_size,
+        topology.mp_size, topology.rank, model.owned_tables, device,
+    )
+    steps, log_every, eval_every = cfg.train.steps, cfg.train.log_every, cfg.train.eval_every
+    batch_size = cfg.train.batch_size
+    losses: list[float] = []
+    pending: list[torch.Tensor] = []
+    step_times: list[float] = []
+    history: list[EvalResult] = []
+    traffic_mark = meter.totals()
+    progress = tqdm(total=steps, disable=not show_progress, desc="train", unit="step")
+    for step in range(1, steps + 1):
+        started = time.perf_counter()
+        batch = reader.read("train", step - 1)
+        logits = model(batch.local.dense, batch.group_sparse)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.local.labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step_times.append(time.perf_counter() - started)
+        pending.append(loss.detach() * reader.local_size)
+        progress.update()
+
+        if step % log_every == 0 or step == steps:
+            sums = all_reduce_sum(torch.stack(pending).double(), topology.world_group, meter)
+            losses.extend((sums / batch_size).tolist())
+            now = meter.totals()
+            scalars = {
+                "train/loss": losses[-1],
+                "train/samples_per_sec": batch_size * len(pending) / sum(step_times[-len(pending):]),
+                **_traffic_scalars(now, traffic_mark, len(pending)),
+            }
+            for sink in sinks:
+                sink.write(step, scalars)
+            progress.set_postfix(loss=f"{losses[-1]:.4f}")
+            pending, traffic_mark = [], now
+
+        if step % eval_every == 0 or step == steps:
+            result = evaluate(model, reader, cfg.data.eval_size, meter)
+            history.append(result)
+            for sink in sinks:
+                sink.write(step, result.scalars())
+            log.info("step %d: eval auc %.4f logloss %.4f", step, result.auc, result.logloss)
+    progress.close()
+    return TrainResult(
+        model=model,
+        losses=losses,
+        evaluation=history[-1],
+        step_times=step_times,
+        bytes_per_rank=_mean_bytes_per_rank(meter, topology),
+        history=history,
+    )
+
+
+def summary_metrics(result: TrainResult, cfg: RunConfig, topology: Topology) -> dict[str, object]:
+    """The flat ``metrics.json`` record of a run (schema in the README)."""
+    ev, traffic = result.evaluation, result.bytes_per_rank
+    metrics: dict[str, object] = {
+        "auc": ev.auc,
+        "logloss": ev.logloss,
+        "accuracy": ev.accuracy,
+        "bayes_auc": ev.bayes_auc,
+        "eval_samples": ev.num_samples,
+        "final_train_loss": result.losses[-1],
+        "samples_per_sec": cfg.train.batch_size * len(result.step_times) / sum(result.step_times),
+        "step_time_median_s": statistics.median(result.step_times),
+        "steps": len(result.step_times),
+        "world_size": topology.world_size,
+        "mp_size": topology.mp_size,
+        "dp_size": topology.dp_size,
+    }
+    for channel in CHANNELS:
+        metrics[f"{channel}_bytes_sent"] = traffic[channel].sent
+        metrics[f"{channel}_bytes_dense"] = traffic[channel].dense
+        metrics[f"{channel}_ratio"] = traffic[channel].ratio
+    return metrics

@@ -1,0 +1,57 @@
+"""One training run inside a started process group: build, train, report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from dct.config import RunConfig, validate
+from dct.parallel.topology import GridShape, Topology
+from dct.train.loop import summary_metrics, train
+from dct.train.sinks import open_sinks, write_json_atomically
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object]:
+    """Train as ``cfg`` says; rank 0 writes TensorBoard, ``metrics.jsonl`` and ``metrics.json``.
+
+    Example::
+
+        with distributed("auto", timeout_s=300) as backend:
+            metrics = run(RunConfig(), Path("outputs/run"), backend.device)
+    """
+    world_size = dist.get_world_size()
+    validate(cfg, world_size)
+    shape = GridShape(world_size, cfg.parallel.mp_size, len(cfg.data.cardinalities))
+    topology = Topology(shape, device.type)
+    lead = topology.rank == 0
+    log.info(
+        "grid: %d ranks = %d data-parallel x %d model-parallel; run directory %s",
+        world_size, shape.dp_size, shape.mp_size, run_dir,
+    )
+    sinks = open_sinks(run_dir, cfg.output.tensorboard) if lead else []
+    try:
+        result = train(cfg, topology, device, sinks, show_progress=lead and cfg.output.progress_bar)
+    finally:
+        for sink in sinks:
+            sink.close()
+    metrics = summary_metrics(result, cfg, topology)
+    if lead:
+        write_json_atomically(run_dir / "metrics.json", metrics)
+        log.info(
+            "auc %.4f (bayes auc %s), logloss %.4f | bytes per rank: dp %d sent / %d dense, "
+            "mp %d sent / %d dense (ratios %.2f, %.2f) | %.0f samples/s | %s",
+            metrics["auc"], _fmt(metrics["bayes_auc"]), metrics["logloss"],
+            metrics["dp_bytes_sent"], metrics["dp_bytes_dense"], metrics["mp_bytes_sent"],
+            metrics["mp_bytes_dense"], metrics["dp_ratio"], metrics["mp_ratio"],
+            metrics["samples_per_sec"], run_dir / "metrics.json",
+        )
+    return metrics
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,57 @@
+"""Where scalars go: TensorBoard and a JSON-lines file, behind one small interface."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Protocol
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class MetricSink(Protocol):
+    def write(self, step: int, scalars: Mapping[str, float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TensorBoardSink:
+    def __init__(self, log_dir: Path) -> None:
+        self._writer = SummaryWriter(log_dir=str(log_dir))
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        for name, value in scalars.items():
+            self._writer.add_scalar(name, value, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class JsonLinesSink:
+    """One ``{"step": ..., name: value, ...}`` object a line."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("a", encoding="utf-8")
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        self._file.write(json.dumps({"step": step, **scalars}) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def open_sinks(run_dir: Path, tensorboard: bool) -> list[MetricSink]:
+    sinks: list[MetricSink] = [JsonLinesSink(run_dir / "metrics.jsonl")]
+    if tensorboard:
+        sinks.append(TensorBoardSink(run_dir / "tensorboard"))
+    return sinks
+
+
+def write_json_atomically(path: Path, payload: Mapping[str, object]) -> None:
+    """Write ``path`` so that a reader never sees it half written."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, path)

@@ -1,0 +1,126 @@
+"""DLRM (Naumov et al., 2019) as plain single-process PyTorch.
+
+The model is split the way hybrid parallelism needs it: ``SparseArch`` (one ``EmbeddingBag`` per
+categorical feature) and ``DenseTower`` (bottom MLP, pairwise dot interaction, top MLP). Sharding
+the tables and wrapping the tower for data parallelism happens outside, in ``dct.parallel``; this
+file knows nothing of processes.
+
+Initialisation depends only on ``seed`` (and, for a table, its index), never on how the model is
+split across processes, so a table built alone on one rank equals the same table built here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dct.data.batch import Batch, SparseFeatures
+
+DENSE_STREAM = 1 << 20
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
+
+
+def build_table(num_embeddings: int, dim: int, seed: int, table_index: int) -> nn.EmbeddingBag:
+    """Table ``table_index`` of a model seeded with ``seed``: uniform(+-1/sqrt(rows)), sum pooling."""
+    table = nn.EmbeddingBag(num_embeddings, dim, mode="sum", include_last_offset=True)
+    bound = 1.0 / math.sqrt(num_embeddings)
+    with torch.no_grad():
+        table.weight.uniform_(-bound, bound, generator=_generator(seed, table_index))
+    return table
+
+
+def _mlp(widths: Sequence[int], generator: torch.Generator, last_relu: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        linear = nn.Linear(fan_in, fan_out)
+        with torch.no_grad():
+            linear.weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
+            linear.bias.normal_(0.0, math.sqrt(1.0 / fan_out), generator=generator)
+        layers.append(linear)
+        if last_relu or i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class SparseArch(nn.Module):
+    """Pooled embeddings ``[n, num_tables, dim]`` of every table's id bags."""
+
+    def __init__(self, table_sizes: Sequence[int], dim: int, seed: int) -> None:
+        super().__init__()
+        self.tables = nn.ModuleList(
+            build_table(rows, dim, seed, i) for i, rows in enumerate(table_sizes)
+        )
+
+    def forward(self, sparse: SparseFeatures) -> Tensor:
+        pooled = [
+            table(values, offsets)
+            for table, values, offsets in zip(self.tables, sparse.values, sparse.offsets)
+        ]
+        return torch.stack(pooled, dim=1)
+
+
+class DotInteraction(nn.Module):
+    """The bottom MLP's output concatenated with all pairwise dot products of the features."""
+
+    def forward(self, dense: Tensor, pooled: Tensor) -> Tensor:
+        features = torch.cat([dense.unsqueeze(1), pooled], dim=1)
+        dots = torch.bmm(features, features.transpose(1, 2))
+        n = features.shape[1]
+        rows, cols = torch.tril_indices(n, n, offset=-1, device=dots.device)
+        return torch.cat([dense, dots[:, rows, cols]], dim=1)
+
+
+class DenseTower(nn.Module):
+    """Everything but the tables: bottom MLP, interaction, top MLP down to one logit."""
+
+    def __init__(
+        self,
+        num_dense: int,
+        bottom_mlp: Sequence[int],
+        num_tables: int,
+        top_mlp: Sequence[int],
+        seed: int,
+    ) -> None:
+        super().__init__()
+        generator = _generator(seed, DENSE_STREAM)
+        dim = bottom_mlp[-1]
+        interaction_width = dim + (num_tables + 1) * num_tables // 2
+        self.bottom_mlp = _mlp([num_dense, *bottom_mlp], generator, last_relu=True)
+        self.interaction = DotInteraction()
+        self.top_mlp = _mlp([interaction_width, *top_mlp, 1], generator, last_relu=False)
+
+    def forward(self, dense: Tensor, pooled: Tensor) -> Tensor:
+        """Logits ``[n]`` from dense features ``[n, num_dense]`` and pooled embeddings."""
+        interacted = self.interaction(self.bottom_mlp(dense), pooled)
+        return self.top_mlp(interacted).squeeze(1)
+
+
+class DLRM(nn.Module):
+    """Single-process DLRM: ``DLRM(...)(batch)`` returns one click logit per sample.
+
+    Example::
+
+        model = DLRM(13, [64, 16], [1000] * 26, [64, 32], seed=0)
+        loss = nn.functional.binary_cross_entropy_with_logits(model(batch), batch.labels)
+    """
+
+    def __init__(
+        self,
+        num_dense: int,
+        bottom_mlp: Sequence[int],
+        table_sizes: Sequence[int],
+        top_mlp: Sequence[int],
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.sparse_arch = SparseArch(table_sizes, bottom_mlp[-1], seed)
+        self.dense_tower = DenseTower(num_dense, bottom_mlp, len(table_sizes), top_mlp, seed)
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.dense_tower(batch.dense, self.sparse_arch(batch.sparse))
