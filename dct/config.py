@@ -9,8 +9,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT_CARDINALITIES = [
-    1460, 583, 10131, 2202, 305, 24, 12517, 633, 3, 9379, 5721, 8351, 3194,
-    27, 14992, 5461, 10, 5652, 2173, 4, 7046, 18, 15, 2862, 105, 1428,
+    1460,
+    583,
+    10131,
+    2202,
+    305,
+    24,
+    12517,
+    633,
+    3,
+    9379,
+    5721,
+    8351,
+    3194,
+    27,
+    14992,
+    5461,
+    10,
+    5652,
+    2173,
+    4,
+    7046,
+    18,
+    15,
+    2862,
+    105,
+    1428,
 ]
 
 
@@ -45,7 +69,7 @@ class DataConfig:
 
 @dataclass
 class ParallelConfig:
-    """``mp_size`` ranks share out the embedding tables; ``world_size / mp_size`` replicas of each."""
+    """``mp_size`` ranks share out the tables; ``world_size / mp_size`` replicas of each shard."""
 
     mp_size: int = 1
     backend: str = "auto"
@@ -56,7 +80,7 @@ class ParallelConfig:
 class OptimConfig:
     """``sgd`` or ``adagrad``; the learning rate is ``train.lr``."""
 
-    name: str = "sgd"
+    name: str = "adagrad"
     adagrad_eps: float = 1e-8
 
 
@@ -66,7 +90,7 @@ class TrainConfig:
 
     steps: int = 300
     batch_size: int = 1024
-    lr: float = 0.1
+    lr: float = 0.05
     eval_every: int = 100
     log_every: int = 10
 
@@ -94,9 +118,11 @@ def _require(ok: bool, message: str) -> None:
 
 
 def validate(cfg: RunConfig, world_size: int) -> None:
-    """Raise ``ConfigError`` naming the setting to change if ``cfg`` cannot run on ``world_size``."""
+    """Raise ``ConfigError`` naming the setting to change if ``cfg`` can't run on ``world_size``."""
     model, data, train = cfg.model, cfg.data, cfg.train
-    _require(model.name == "dlrm", f"model.name={model.name!r} is unknown; the only model is 'dlrm'")
+    _require(
+        model.name == "dlrm", f"model.name={model.name!r} is unknown; the only model is 'dlrm'"
+    )
     _require(model.embedding_dim >= 1, "model.embedding_dim must be >= 1")
     _require(
         len(model.bottom_mlp) >= 1 and model.bottom_mlp[-1] == model.embedding_dim,

@@ -27,7 +27,7 @@ def _generator(seed: int, stream: int) -> torch.Generator:
 
 
 def build_table(num_embeddings: int, dim: int, seed: int, table_index: int) -> nn.EmbeddingBag:
-    """Table ``table_index`` of a model seeded with ``seed``: uniform(+-1/sqrt(rows)), sum pooling."""
+    """Table ``table_index`` of a model seeded ``seed``: uniform(+-1/sqrt(rows)), sum pooling."""
     table = nn.EmbeddingBag(num_embeddings, dim, mode="sum", include_last_offset=True)
     bound = 1.0 / math.sqrt(num_embeddings)
     with torch.no_grad():

@@ -69,7 +69,10 @@ def _dense_bytes(send_rows: Sequence[int], width: int, me: int) -> int:
 
 
 def _decode_each(
-    codec: RowCodec, received: list[list[Tensor]], widths: Sequence[int], dtype: torch.dtype,
+    codec: RowCodec,
+    received: list[list[Tensor]],
+    widths: Sequence[int],
+    dtype: torch.dtype,
     ctxs: Sequence[Any],
 ) -> tuple[list[Tensor], list[Any]]:
     decoded = [codec.decode(parts, w, dtype, c) for parts, w, c in zip(received, widths, ctxs)]

@@ -5,7 +5,6 @@ all-reduce: gradients averaged over the group. (No postponed annotations here: D
 hook's ``bucket`` annotation at registration.)
 """
 
-
 from dataclasses import dataclass
 
 import torch

@@ -52,7 +52,7 @@ class SparseFeatures:
 
 @dataclass(frozen=True)
 class Batch:
-    """``n`` samples: dense features ``[n, num_dense]`` (float32), ids, labels ``[n]`` (float32 0/1).
+    """``n`` samples: dense features ``[n, num_dense]`` (float32), ids, labels ``[n]``.
 
     ``click_prob`` is the true click probability where the source knows it (synthetic data),
     else ``None``; it is never shown to the model, only used to report the Bayes AUC.

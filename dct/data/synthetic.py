@@ -8,7 +8,8 @@ each sample with a factorisation machine::
     logit = bias + teacher_scale * (w . dense / std(dense)
                                     + sum_t w_t[ids_t] + sum_{t<u} <v_t[ids_t], v_u[ids_u]>)
 
-(multi-hot bags sum their ids' weights and vectors), ``click_prob = sigmoid(logit)`` and the label
+(multi-hot bags sum their ids' weights and vectors; frequent ids get larger weights and vectors,
+as a model can only learn the ids it sees often), ``click_prob = sigmoid(logit)`` and the label
 is a Bernoulli draw from it. The bias is solved for at construction so the click rate is
 ``TARGET_CLICK_RATE``. Because the true click probability is known, the Bayes AUC (the best any
 model can reach on the noisy labels) is known too, which makes a trained model's AUC meaningful.
@@ -33,6 +34,9 @@ TARGET_CLICK_RATE = 0.26
 DENSE_SIGNAL_STD = 0.5
 FIRST_ORDER_SIGNAL_STD = 1.0
 PAIRWISE_SIGNAL_STD = 1.0
+# A per-id effect's std grows as P(id) ** POPULARITY_EXPONENT: the signal sits mostly on ids seen
+# often enough to learn, so a DLRM gets near the Bayes AUC within a few hundred steps.
+POPULARITY_EXPONENT = 0.5
 # Ranges the per-feature dense distributions are drawn from: lognormal location and scale of
 # the count, and the share of zero counts.
 DENSE_LOG_MEAN = (0.0, 4.0)
@@ -83,18 +87,24 @@ class SyntheticClicks:
         vector_std = (PAIRWISE_SIGNAL_STD**2 / (num_pairs * cfg.teacher_dim)) ** 0.25
         vector_std /= np.sqrt(self._bag)
         self._cdf: list[np.ndarray] = []
+        effect_scale = []
         for card in self.cardinalities:
-            mass = np.arange(1, card + 1, dtype=np.float64) ** -cfg.zipf_exponent
-            cdf = np.cumsum(mass) / mass.sum()
+            prob = np.arange(1, card + 1, dtype=np.float64) ** -cfg.zipf_exponent
+            prob /= prob.sum()
+            cdf = np.cumsum(prob)
             cdf[-1] = 1.0
             self._cdf.append(cdf)
+            # Normalised so the per-id effects' variance, averaged over draws, stays as set above.
+            scale = prob**POPULARITY_EXPONENT
+            effect_scale.append(scale / np.sqrt(np.sum(prob * scale * scale)))
         # Per-table arrays are concatenated so one gather serves every table: rank r of table t
         # is row _table_start[t] + r. Its id is random, so id order says nothing about frequency.
         self._table_start = np.cumsum([0, *self.cardinalities[:-1]]).astype(np.int64)
         self._rank_to_id = np.concatenate([rng.permutation(card) for card in self.cardinalities])
         total = sum(self.cardinalities)
-        self._weight = rng.normal(0.0, weight_std, total)
-        self._vector = rng.normal(0.0, vector_std, (total, cfg.teacher_dim))
+        scale = np.concatenate(effect_scale)
+        self._weight = rng.normal(0.0, weight_std, total) * scale
+        self._vector = rng.normal(0.0, vector_std, (total, cfg.teacher_dim)) * scale[:, None]
 
         # Dense weights act on features scaled to unit variance, so each means the same whatever
         # the feature's spread; the spreads and the bias come from a separate calibration stream.
@@ -167,8 +177,8 @@ class SyntheticClicks:
     def _signal(self, dense: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """The teacher's logit before bias and scale, [n] float64.
 
-        Every sum runs over a leading axis or an explicit loop, which numpy accumulates in a
-        fixed order whatever the number of rows; a matmul's rounding may depend on it, and each
+        Every sum runs over an outer axis or an explicit loop, which numpy accumulates in the
+        same order whatever the number of rows; a matmul's rounding may depend on it, and each
         sample's value must not.
         """
         num_tables, bag, n = ranks.shape

@@ -44,8 +44,9 @@ class _ScaleGrad(torch.autograd.Function):
 class TableShard(nn.Module):
     """The tables one MP rank owns; pooled vectors side by side, ``[n, len(tables) * dim]``."""
 
-    def __init__(self, table_indices: Sequence[int], table_sizes: Sequence[int], dim: int,
-                 seed: int) -> None:
+    def __init__(
+        self, table_indices: Sequence[int], table_sizes: Sequence[int], dim: int, seed: int
+    ) -> None:
         super().__init__()
         self.table_indices = list(table_indices)
         self.tables = nn.ModuleList(
@@ -59,7 +60,9 @@ class TableShard(nn.Module):
         )
 
 
-def _data_parallel(module: nn.Module, group: Any, meter: ByteMeter, device: torch.device) -> nn.Module:
+def _data_parallel(
+    module: nn.Module, group: Any, meter: ByteMeter, device: torch.device
+) -> nn.Module:
     """DDP over ``group`` with the metered hook; a group of one needs no wrapper."""
     if torch.distributed.get_world_size(group) == 1:
         return module
@@ -102,7 +105,9 @@ class HybridDLRM(nn.Module):
         self.owned_tables = self.plan[topology.mp_rank]
         shard = TableShard(self.owned_tables, table_sizes, dim, seed).to(device)
         self.shard = _data_parallel(shard, topology.replica_group, meter, device)
-        self.dense_tower = _data_parallel(dense_tower.to(device), topology.world_group, meter, device)
+        self.dense_tower = _data_parallel(
+            dense_tower.to(device), topology.world_group, meter, device
+        )
         arrival_order = [t for tables in self.plan for t in tables]
         self.register_buffer(
             "table_order",

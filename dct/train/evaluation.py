@@ -50,7 +50,9 @@ def evaluate(model: HybridDLRM, reader: RankReader, eval_size: int, meter: ByteM
     group = model.topology.world_group
     prob = all_gather_cat(torch.cat(probs), group, meter).cpu().double().numpy()
     label = all_gather_cat(torch.cat(labels), group, meter).cpu().double().numpy()
-    truth = all_gather_cat(torch.cat(truths), group, meter).cpu().double().numpy() if truths else None
+    truth = (
+        all_gather_cat(torch.cat(truths), group, meter).cpu().double().numpy() if truths else None
+    )
     return EvalResult(
         auc=float(roc_auc_score(label, prob)),
         logloss=float(log_loss(label, prob, labels=[0.0, 1.0])),

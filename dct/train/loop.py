@@ -38,15 +38,22 @@ class TrainResult:
     history: list[EvalResult] = field(default_factory=list)
 
 
-def build_optimizer(cfg: OptimConfig, lr: float, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(
+    cfg: OptimConfig, lr: float, params: Iterable[nn.Parameter]
+) -> torch.optim.Optimizer:
     if cfg.name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, eps=cfg.adagrad_eps)
     return torch.optim.SGD(params, lr=lr)
 
 
-def build_model(cfg: RunConfig, topology: Topology, meter: ByteMeter, device: torch.device) -> HybridDLRM:
+def build_model(
+    cfg: RunConfig, topology: Topology, meter: ByteMeter, device: torch.device
+) -> HybridDLRM:
     tower = DenseTower(
-        cfg.data.num_dense, cfg.model.bottom_mlp, len(cfg.data.cardinalities), cfg.model.top_mlp,
+        cfg.data.num_dense,
+        cfg.model.bottom_mlp,
+        len(cfg.data.cardinalities),
+        cfg.model.top_mlp,
         cfg.seed,
     )
     return HybridDLRM(
@@ -67,7 +74,9 @@ def _mean_bytes_per_rank(meter: ByteMeter, topology: Topology) -> dict[str, Chan
     }
 
 
-def _traffic_scalars(now: dict[str, ChannelBytes], before: dict[str, ChannelBytes], steps: int) -> dict[str, float]:
+def _traffic_scalars(
+    now: dict[str, ChannelBytes], before: dict[str, ChannelBytes], steps: int
+) -> dict[str, float]:
     scalars: dict[str, float] = {}
     for channel in CHANNELS:
         delta = now[channel] - before[channel]
@@ -94,8 +103,13 @@ def train(
     model = build_model(cfg, topology, meter, device)
     optimizer = build_optimizer(cfg.optim, cfg.train.lr, model.parameters())
     reader = RankReader(
-        SyntheticClicks(cfg.data, cfg.seed), cfg.train.batch_size, topology.world_size,
-        topology.mp_size, topology.rank, model.owned_tables, device,
+        SyntheticClicks(cfg.data, cfg.seed),
+        cfg.train.batch_size,
+        topology.world_size,
+        topology.mp_size,
+        topology.rank,
+        model.owned_tables,
+        device,
     )
     steps, log_every, eval_every = cfg.train.steps, cfg.train.log_every, cfg.train.eval_every
     batch_size = cfg.train.batch_size
@@ -104,7 +118,9 @@ def train(
     step_times: list[float] = []
     history: list[EvalResult] = []
     traffic_mark = meter.totals()
-    progress = tqdm(total=steps, disable=not show_progress, desc="train", unit="step")
+    progress = tqdm(
+        total=steps, disable=not show_progress, desc="train", unit="step", mininterval=1.0
+    )
     for step in range(1, steps + 1):
         started = time.perf_counter()
         batch = reader.read("train", step - 1)
@@ -118,12 +134,14 @@ def train(
         progress.update()
 
         if step % log_every == 0 or step == steps:
-            sums = all_reduce_sum(torch.stack(pending).double(), topology.world_group, meter)
+            sums = all_reduce_sum(torch.stack(pending), topology.world_group, meter)
             losses.extend((sums / batch_size).tolist())
             now = meter.totals()
             scalars = {
                 "train/loss": losses[-1],
-                "train/samples_per_sec": batch_size * len(pending) / sum(step_times[-len(pending):]),
+                "train/samples_per_sec": batch_size
+                * len(pending)
+                / sum(step_times[-len(pending) :]),
                 **_traffic_scalars(now, traffic_mark, len(pending)),
             }
             for sink in sinks:

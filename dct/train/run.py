@@ -31,7 +31,10 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
     lead = topology.rank == 0
     log.info(
         "grid: %d ranks = %d data-parallel x %d model-parallel; run directory %s",
-        world_size, shape.dp_size, shape.mp_size, run_dir,
+        world_size,
+        shape.dp_size,
+        shape.mp_size,
+        run_dir,
     )
     sinks = open_sinks(run_dir, cfg.output.tensorboard) if lead else []
     try:
@@ -45,10 +48,17 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
         log.info(
             "auc %.4f (bayes auc %s), logloss %.4f | bytes per rank: dp %d sent / %d dense, "
             "mp %d sent / %d dense (ratios %.2f, %.2f) | %.0f samples/s | %s",
-            metrics["auc"], _fmt(metrics["bayes_auc"]), metrics["logloss"],
-            metrics["dp_bytes_sent"], metrics["dp_bytes_dense"], metrics["mp_bytes_sent"],
-            metrics["mp_bytes_dense"], metrics["dp_ratio"], metrics["mp_ratio"],
-            metrics["samples_per_sec"], run_dir / "metrics.json",
+            metrics["auc"],
+            _fmt(metrics["bayes_auc"]),
+            metrics["logloss"],
+            metrics["dp_bytes_sent"],
+            metrics["dp_bytes_dense"],
+            metrics["mp_bytes_sent"],
+            metrics["mp_bytes_dense"],
+            metrics["dp_ratio"],
+            metrics["mp_ratio"],
+            metrics["samples_per_sec"],
+            run_dir / "metrics.json",
         )
     return metrics
 

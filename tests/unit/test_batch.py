@@ -7,7 +7,8 @@ from dct.data.batching import RankReader
 
 bags_strategy = st.lists(
     st.lists(st.lists(st.integers(0, 99), max_size=4), min_size=6, max_size=6),
-    min_size=1, max_size=3,
+    min_size=1,
+    max_size=3,
 )
 
 
@@ -40,7 +41,8 @@ class CountingSource:
     def samples(self, split: str, start: int, count: int) -> Batch:
         index = torch.arange(start, start + count)
         sparse = SparseFeatures(
-            tuple(index + 1000 * t for t in range(3)), tuple(torch.arange(count + 1) for _ in range(3))
+            tuple(index + 1000 * t for t in range(3)),
+            tuple(torch.arange(count + 1) for _ in range(3)),
         )
         return Batch(index.float().unsqueeze(1), sparse, index.float())
 
@@ -58,5 +60,7 @@ def test_ranks_read_disjoint_slices_and_their_groups_ids():
     for rank, batch in enumerate(batches):
         group = rank // mp_size
         group_ids = list(range(step * 16 + group * 8, step * 16 + group * 8 + 8))
-        assert batch.group_sparse.values[0].tolist() == [i + 1000 * (rank % mp_size) for i in group_ids]
+        assert batch.group_sparse.values[0].tolist() == [
+            i + 1000 * (rank % mp_size) for i in group_ids
+        ]
         assert batch.group_sparse.values[1].tolist() == [i + 2000 for i in group_ids]

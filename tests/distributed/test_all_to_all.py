@@ -16,7 +16,7 @@ import torch.distributed as dist
 from dct.comm.all_to_all import RowExchange, all_to_all_rows
 from dct.comm.codec import DENSE, CodecPair
 from dct.comm.meter import ByteMeter
-from tests.dist.spawn import run_ranks
+from tests.distributed.spawn import run_ranks
 
 WIDTHS = [5, 2, 7, 3]
 

@@ -1,0 +1,93 @@
+"""The real entry point under real ``torchrun``: outputs, their schema, and user mistakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN = str(REPO / "launch" / "train.py")
+SMALL = [
+    "train.steps=12",
+    "train.batch_size=128",
+    "train.eval_every=6",
+    "train.log_every=4",
+    "data.eval_size=512",
+    "output.progress_bar=false",
+]
+METRIC_KEYS = {
+    "auc",
+    "logloss",
+    "accuracy",
+    "bayes_auc",
+    "samples_per_sec",
+    "step_time_median_s",
+    "steps",
+    "dp_bytes_sent",
+    "dp_bytes_dense",
+    "mp_bytes_sent",
+    "mp_bytes_dense",
+    "dp_ratio",
+    "mp_ratio",
+}
+
+
+def launch(args: list[str], nproc: int | None, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    prefix = [sys.executable]
+    if nproc is not None:
+        prefix += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return subprocess.run(
+        [*prefix, TRAIN, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+    )
+
+
+def test_two_process_run_writes_every_output(tmp_path):
+    done = launch([*SMALL, "parallel.mp_size=2", f"hydra.run.dir={tmp_path}"], nproc=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["steps"] == 12 and metrics["world_size"] == 2
+    assert metrics["mp_bytes_sent"] == metrics["mp_bytes_dense"] > 0
+    assert metrics["dp_bytes_sent"] == metrics["dp_bytes_dense"] > 0
+    assert metrics["mp_ratio"] == metrics["dp_ratio"] == 1.0
+    assert 0.5 < metrics["auc"] < metrics["bayes_auc"]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "train/loss" in line] == [4, 8, 12]
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert "bayes auc" in done.stderr + done.stdout
+
+
+def test_plain_python_trains_as_one_process(tmp_path):
+    done = launch([*SMALL, f"hydra.run.dir={tmp_path}"], nproc=None)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["world_size"] == 1
+    assert metrics["mp_bytes_sent"] == metrics["dp_bytes_sent"] == 0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.batch_size=101", "train.batch_size=101 must be a positive multiple of the world"),
+        ("parallel.mp_size=3", "parallel.mp_size=3 does not divide the world size 2"),
+        ("optim=adam", "Could not find 'optim/adam'"),
+        ("train.stpes=5", "Key 'stpes' not in 'TrainConfig'"),
+    ],
+)
+def test_user_mistakes_end_with_one_clear_line(override, message, tmp_path):
+    done = launch([*SMALL, override, f"hydra.run.dir={tmp_path}"], nproc=2)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert message in output
+    own_lines = [
+        line for line in output.splitlines() if 'File "' in line and "launch/train" in line
+    ]
+    assert not own_lines, "a user mistake must not print a traceback of our code"

@@ -1,0 +1,218 @@
+"""Tests of the synthetic click generator: determinism, distributions and the teacher's signal."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from dct.config import DataConfig
+from dct.data.batch import Batch, SparseFeatures
+from dct.data.synthetic import SyntheticClicks
+
+EVAL_SAMPLES = 16384
+
+
+@pytest.fixture(scope="module")
+def clicks() -> SyntheticClicks:
+    return SyntheticClicks(DataConfig(), seed=0)
+
+
+@pytest.fixture(scope="module")
+def multi_hot() -> SyntheticClicks:
+    return SyntheticClicks(DataConfig(ids_per_feature=3), seed=0)
+
+
+@pytest.fixture(scope="module")
+def eval_batch(clicks: SyntheticClicks) -> Batch:
+    return clicks.samples("eval", 0, EVAL_SAMPLES)
+
+
+def concat(first: Batch, second: Batch) -> Batch:
+    """The samples of ``first`` then ``second``, offsets of ``second`` shifted to follow on."""
+    offsets = tuple(
+        torch.cat([a, b[1:] + a[-1]]) for a, b in zip(first.sparse.offsets, second.sparse.offsets)
+    )
+    values = tuple(torch.cat(pair) for pair in zip(first.sparse.values, second.sparse.values))
+    return Batch(
+        dense=torch.cat([first.dense, second.dense]),
+        sparse=SparseFeatures(values, offsets),
+        labels=torch.cat([first.labels, second.labels]),
+        click_prob=torch.cat([first.click_prob, second.click_prob]),
+    )
+
+
+def fields(batch: Batch) -> list[torch.Tensor]:
+    sparse = [*batch.sparse.values, *batch.sparse.offsets]
+    return [batch.dense, *sparse, batch.labels, batch.click_prob]
+
+
+def assert_identical(actual: Batch, expected: Batch) -> None:
+    """Bitwise equality of every field, dtypes included."""
+    assert len(fields(actual)) == len(fields(expected))
+    for a, e in zip(fields(actual), fields(expected)):
+        assert a.dtype == e.dtype and torch.equal(a, e)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    split=st.sampled_from(["train", "eval"]),
+    multi=st.booleans(),
+    start=st.integers(0, 5000),
+    count=st.integers(0, 300),
+    cut_fraction=st.floats(0.0, 1.0),
+)
+def test_range_equals_its_parts_requested_separately(
+    clicks: SyntheticClicks,
+    multi_hot: SyntheticClicks,
+    split: str,
+    multi: bool,
+    start: int,
+    count: int,
+    cut_fraction: float,
+) -> None:
+    source = multi_hot if multi else clicks
+    cut = int(cut_fraction * count)
+    whole = source.samples(split, start, count)
+    head = source.samples(split, start, cut)
+    tail = source.samples(split, start + cut, count - cut)
+    assert_identical(concat(head, tail), whole)
+    assert_identical(whole.rows(cut, count), tail)
+
+
+def test_same_seed_same_samples_and_other_seed_or_split_differs(clicks: SyntheticClicks) -> None:
+    batch = clicks.samples("train", 100, 256)
+    assert_identical(SyntheticClicks(DataConfig(), seed=0).samples("train", 100, 256), batch)
+    other_seed = SyntheticClicks(DataConfig(), seed=1).samples("train", 100, 256)
+    eval_stream = clicks.samples("eval", 100, 256)
+    for other in (other_seed, eval_stream):
+        assert not torch.equal(other.dense, batch.dense)
+        assert not torch.equal(other.click_prob, batch.click_prob)
+        assert not any(map(torch.equal, other.sparse.values, batch.sparse.values))
+
+
+@pytest.mark.parametrize("ids_per_feature", [1, 3])
+def test_shapes_dtypes_ranges_and_offsets(ids_per_feature: int) -> None:
+    cfg = DataConfig(ids_per_feature=ids_per_feature)
+    n = 300
+    batch = SyntheticClicks(cfg, seed=3).samples("train", 70, n)
+    assert batch.num_samples == batch.sparse.num_samples == n
+    assert batch.dense.shape == (n, cfg.num_dense) and batch.dense.dtype == torch.float32
+    assert batch.labels.dtype == batch.click_prob.dtype == torch.float32
+    assert set(batch.labels.unique().tolist()) <= {0.0, 1.0}
+    assert ((batch.click_prob > 0) & (batch.click_prob < 1)).all()
+    assert batch.sparse.num_tables == len(cfg.cardinalities)
+    expected_offsets = torch.arange(0, n * ids_per_feature + 1, ids_per_feature)
+    for values, offsets, card in zip(batch.sparse.values, batch.sparse.offsets, cfg.cardinalities):
+        assert values.dtype == offsets.dtype == torch.int64
+        assert torch.equal(offsets, expected_offsets)
+        assert values.numel() == offsets[-1] and 0 <= values.min() and values.max() < card
+
+
+def test_empty_range() -> None:
+    batch = SyntheticClicks(DataConfig(), seed=0).samples("eval", 64, 0)
+    assert batch.num_samples == 0 and batch.dense.shape == (0, 13)
+    assert all(torch.equal(o, torch.zeros(1, dtype=torch.int64)) for o in batch.sparse.offsets)
+
+
+def test_dense_features_are_log1p_of_heavy_tailed_counts(eval_batch: Batch) -> None:
+    counts = torch.expm1(eval_batch.dense.double())
+    assert torch.allclose(counts, counts.round(), rtol=1e-5, atol=1e-5)
+    zero_share = (counts.round() == 0).double().mean(dim=0)
+    assert ((zero_share > 0.02) & (zero_share < 0.8)).all()
+    median, top = counts.median(dim=0).values, counts.max(dim=0).values
+    assert (top > 10 * median.clamp(min=1)).all()
+
+
+def test_small_table_follows_zipf_law(eval_batch: Batch) -> None:
+    """Sorted id frequencies of a 10-id table match P(rank r) ~ r^-s within 5 standard errors."""
+    cfg = DataConfig()
+    table = cfg.cardinalities.index(10)
+    counts = np.bincount(eval_batch.sparse.values[table].numpy(), minlength=10)
+    mass = np.arange(1, 11, dtype=np.float64) ** -cfg.zipf_exponent
+    expected = EVAL_SAMPLES * mass / mass.sum()
+    observed = np.sort(counts)[::-1]
+    assert np.all(np.abs(observed - expected) < 5 * np.sqrt(expected) + 1)
+
+
+def test_large_table_is_skewed(eval_batch: Batch) -> None:
+    cfg = DataConfig()
+    table = int(np.argmax(cfg.cardinalities))
+    ids = eval_batch.sparse.values[table].numpy()
+    counts = np.bincount(ids, minlength=cfg.cardinalities[table])
+    assert counts.max() > 50 * max(np.median(counts), 1)
+
+
+def test_labels_are_bernoulli_of_click_prob(eval_batch: Batch) -> None:
+    """Within each decile of click_prob the click rate matches the mean probability."""
+    prob, labels = eval_batch.click_prob.double(), eval_batch.labels.double()
+    for part in torch.argsort(prob).chunk(10):
+        p = prob[part].mean()
+        error = torch.sqrt(p * (1 - p) / part.numel())
+        assert abs(labels[part].mean() - p) < 5 * error
+
+
+def test_teacher_matches_naive_factorisation_machine() -> None:
+    """The vectorised logit equals a per-sample loop over every pair of tables.
+
+    Reads the hidden teacher's parameters, which are stored by (table start + popularity rank).
+    """
+    cfg = DataConfig(cardinalities=[7, 50, 3, 20], ids_per_feature=2, teacher_scale=1.5)
+    data = SyntheticClicks(cfg, seed=5)
+    batch = data.samples("train", 10, 40)
+    bag, starts, cards = cfg.ids_per_feature, data._table_start, cfg.cardinalities
+    rank_of_id = [np.argsort(data._rank_to_id[s : s + c]) for s, c in zip(starts, cards)]
+    for i in range(batch.num_samples):
+        rows = [
+            starts[t] + rank_of_id[t][ids[bag * i : bag * (i + 1)].numpy()]
+            for t, ids in enumerate(batch.sparse.values)
+        ]
+        first_order = sum(data._weight[r].sum() for r in rows)
+        vectors = [data._vector[r].sum(axis=0) for r in rows]
+        pairs = itertools.combinations(vectors, 2)
+        pairwise = sum(v @ u for v, u in pairs)
+        counts = np.round(np.expm1(batch.dense[i].double().numpy()))
+        dense = data._dense_weight @ np.log1p(counts)
+        logit = data._bias + cfg.teacher_scale * (dense + first_order + pairwise)
+        assert batch.click_prob[i].item() == pytest.approx(1 / (1 + np.exp(-logit)), rel=1e-5)
+
+
+def test_default_click_rate_and_bayes_auc_are_criteo_like(
+    clicks: SyntheticClicks, eval_batch: Batch
+) -> None:
+    labels, prob = eval_batch.labels.numpy(), eval_batch.click_prob.numpy()
+    bayes_auc = roc_auc_score(labels, prob)
+    assert 0.2 <= labels.mean() <= 0.35
+    assert 0.75 <= bayes_auc <= 0.85
+
+    train = clicks.samples("train", 0, EVAL_SAMPLES)
+    dense_only = LogisticRegression(max_iter=1000).fit(train.dense.numpy(), train.labels.numpy())
+    dense_auc = roc_auc_score(labels, dense_only.predict_proba(eval_batch.dense.numpy())[:, 1])
+    assert dense_auc < bayes_auc - 0.1
+
+
+@pytest.mark.parametrize(
+    ("split", "start", "count"), [("test", 0, 1), ("train", -1, 1), ("eval", 0, -1)]
+)
+def test_bad_arguments_raise(clicks: SyntheticClicks, split: str, start: int, count: int) -> None:
+    with pytest.raises(ValueError):
+        clicks.samples(split, start, count)
+
+
+def test_negative_seed_raises() -> None:
+    with pytest.raises(ValueError):
+        SyntheticClicks(DataConfig(), seed=-1)
+
+
+def test_config_is_exposed() -> None:
+    cfg = dataclasses.replace(DataConfig(), num_dense=5, cardinalities=[4, 9])
+    data = SyntheticClicks(cfg, seed=0)
+    assert data.num_dense == 5 and data.cardinalities == [4, 9]
+    assert data.samples("train", 0, 8).dense.shape == (8, 5)
