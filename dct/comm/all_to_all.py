@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from dct.comm.codec import DENSE, CodecPair, RowCodec
+from dct.comm.codec import DENSE, CodecPair
 from dct.comm.meter import FP32_BYTES, ByteMeter
 
 
@@ -64,19 +64,9 @@ def _exchange_parts(
     return received, sent_bytes
 
 
-def _dense_bytes(send_rows: Sequence[int], width: int, me: int) -> int:
-    return FP32_BYTES * width * sum(rows for j, rows in enumerate(send_rows) if j != me)
-
-
-def _decode_each(
-    codec: RowCodec,
-    received: list[list[Tensor]],
-    widths: Sequence[int],
-    dtype: torch.dtype,
-    ctxs: Sequence[Any],
-) -> tuple[list[Tensor], list[Any]]:
-    decoded = [codec.decode(parts, w, dtype, c) for parts, w, c in zip(received, widths, ctxs)]
-    return [rows for rows, _ in decoded], [ctx for _, ctx in decoded]
+def _dense_bytes(rows: Sequence[int], widths: Sequence[int], me: int) -> int:
+    """What an fp32 exchange of blocks ``[rows[j], widths[j]]`` hands to the other ranks."""
+    return FP32_BYTES * sum(r * w for j, (r, w) in enumerate(zip(rows, widths)) if j != me)
 
 
 class _AllToAllRows(torch.autograd.Function):
@@ -88,40 +78,34 @@ class _AllToAllRows(torch.autograd.Function):
         layouts = [codecs.forward.layout(w, rows.dtype) for w in spec.widths]
         blocks = list(zip(*(part.split(list(spec.send_rows)) for part in parts)))
         received, sent = _exchange_parts(blocks, spec.recv_rows, layouts, group)
-        spec.meter.record(spec.channel, sent, _dense_bytes(spec.send_rows, rows.shape[1], me))
-        decoded, receiver_ctxs = _decode_each(
-            codecs.forward, received, spec.widths, rows.dtype, [None] * len(received)
+        width = rows.shape[1]
+        spec.meter.record(
+            spec.channel, sent, _dense_bytes(spec.send_rows, [width] * len(spec.send_rows), me)
         )
-        ctx.spec, ctx.sender_ctx, ctx.receiver_ctxs = spec, sender_ctx, receiver_ctxs
-        ctx.width, ctx.dtype, ctx.device = rows.shape[1], rows.dtype, rows.device
-        return tuple(decoded)
+        decoded = [
+            codecs.forward.decode(parts, w, rows.dtype, None)
+            for parts, w in zip(received, spec.widths)
+        ]
+        ctx.spec, ctx.sender_ctx = spec, sender_ctx
+        ctx.receiver_ctxs = [receiver_ctx for _, receiver_ctx in decoded]
+        ctx.width, ctx.dtype, ctx.device = width, rows.dtype, rows.device
+        return tuple(block for block, _ in decoded)
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor, None]:
         spec: RowExchange = ctx.spec
         codec = spec.codecs.backward
         me = dist.get_rank(spec.group)
-        encoded = [
-            codec.encode(
-                torch.zeros(rows, width, dtype=ctx.dtype, device=ctx.device)
-                if grad is None
-                else grad,
-                rctx,
-            )[0]
-            for grad, rows, width, rctx in zip(
-                grads, spec.recv_rows, spec.widths, ctx.receiver_ctxs
-            )
-        ]
+        grads = tuple(
+            torch.zeros(rows, width, dtype=ctx.dtype, device=ctx.device) if g is None else g
+            for g, rows, width in zip(grads, spec.recv_rows, spec.widths)
+        )
+        encoded = [codec.encode(g, rctx)[0] for g, rctx in zip(grads, ctx.receiver_ctxs)]
         layout = codec.layout(ctx.width, ctx.dtype)
         received, sent = _exchange_parts(
             encoded, spec.send_rows, [layout] * len(spec.send_rows), spec.group
         )
-        dense = FP32_BYTES * sum(
-            rows * width
-            for j, (rows, width) in enumerate(zip(spec.recv_rows, spec.widths))
-            if j != me
-        )
-        spec.meter.record(spec.channel, sent, dense)
+        spec.meter.record(spec.channel, sent, _dense_bytes(spec.recv_rows, spec.widths, me))
         joined = [torch.cat(per_part, dim=0) for per_part in zip(*received)]
         grad_rows, _ = codec.decode(joined, ctx.width, ctx.dtype, ctx.sender_ctx)
         return grad_rows, None

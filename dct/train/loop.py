@@ -15,7 +15,7 @@ from tqdm import tqdm
 from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import CHANNELS, ByteMeter, ChannelBytes
 from dct.config import OptimConfig, RunConfig
-from dct.data.batching import RankReader
+from dct.data.batching import RankBatch, RankReader
 from dct.data.synthetic import SyntheticClicks
 from dct.parallel.hybrid import HybridDLRM
 from dct.parallel.topology import Topology
@@ -61,12 +61,17 @@ def build_model(
     )
 
 
-def _mean_bytes_per_rank(meter: ByteMeter, topology: Topology) -> dict[str, ChannelBytes]:
+def _mean_bytes_per_rank(
+    meter: ByteMeter, topology: Topology, device: torch.device
+) -> dict[str, ChannelBytes]:
+    """Each channel's totals averaged over ranks (read before this reduction adds its own bytes)."""
     totals = meter.totals()
     flat = torch.tensor(
-        [float(v) for c in CHANNELS for v in (totals[c].sent, totals[c].dense)], dtype=torch.float64
+        [float(v) for c in CHANNELS for v in (totals[c].sent, totals[c].dense)],
+        dtype=torch.float64,
+        device=device,
     )
-    torch.distributed.all_reduce(flat, group=topology.world_group)
+    all_reduce_sum(flat, topology.world_group, meter)
     flat /= topology.world_size
     return {
         c: ChannelBytes(round(flat[2 * i].item()), round(flat[2 * i + 1].item()))
@@ -84,6 +89,18 @@ def _traffic_scalars(
         scalars[f"bytes/{channel}_dense_per_step"] = delta.dense / steps
         scalars[f"bytes/{channel}_ratio"] = delta.ratio
     return scalars
+
+
+def _train_step(
+    model: HybridDLRM, optimizer: torch.optim.Optimizer, batch: RankBatch
+) -> torch.Tensor:
+    """One optimizer step; returns this rank's summed (not averaged) loss, detached."""
+    logits = model(batch.local.dense, batch.group_sparse)
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.local.labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach() * batch.local.num_samples
 
 
 def train(
@@ -123,30 +140,24 @@ def train(
     )
     for step in range(1, steps + 1):
         started = time.perf_counter()
-        batch = reader.read("train", step - 1)
-        logits = model(batch.local.dense, batch.group_sparse)
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.local.labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        pending.append(_train_step(model, optimizer, reader.read("train", step - 1)))
         step_times.append(time.perf_counter() - started)
-        pending.append(loss.detach() * reader.local_size)
         progress.update()
 
         if step % log_every == 0 or step == steps:
             sums = all_reduce_sum(torch.stack(pending), topology.world_group, meter)
-            losses.extend((sums / batch_size).tolist())
+            interval = (sums / batch_size).tolist()
+            losses.extend(interval)
             now = meter.totals()
+            seconds = sum(step_times[-len(interval) :])
             scalars = {
-                "train/loss": losses[-1],
-                "train/samples_per_sec": batch_size
-                * len(pending)
-                / sum(step_times[-len(pending) :]),
-                **_traffic_scalars(now, traffic_mark, len(pending)),
+                "train/loss": statistics.fmean(interval),
+                "train/samples_per_sec": batch_size * len(interval) / seconds,
+                **_traffic_scalars(now, traffic_mark, len(interval)),
             }
             for sink in sinks:
                 sink.write(step, scalars)
-            progress.set_postfix(loss=f"{losses[-1]:.4f}")
+            progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
             pending, traffic_mark = [], now
 
         if step % eval_every == 0 or step == steps:
@@ -155,13 +166,15 @@ def train(
             for sink in sinks:
                 sink.write(step, result.scalars())
             log.info("step %d: eval auc %.4f logloss %.4f", step, result.auc, result.logloss)
+            # Per-step traffic scalars describe training steps only.
+            traffic_mark = meter.totals()
     progress.close()
     return TrainResult(
         model=model,
         losses=losses,
         evaluation=history[-1],
         step_times=step_times,
-        bytes_per_rank=_mean_bytes_per_rank(meter, topology),
+        bytes_per_rank=_mean_bytes_per_rank(meter, topology, device),
         history=history,
     )
 

@@ -22,7 +22,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _rank_main(rank: int, world_size: int, port: int, out_dir: str, fn: Callable, args: tuple) -> None:
+def _rank_main(
+    rank: int, world_size: int, port: int, out_dir: str, fn: Callable, args: tuple
+) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",

@@ -33,7 +33,9 @@ def rank_input(rank: int, world: int) -> torch.Tensor:
 
 def receiver_weights(src: int, dst: int) -> torch.Tensor:
     seed = 100 + 10 * src + dst
-    return torch.randn(rows_to(src, dst), WIDTHS[src], generator=torch.Generator().manual_seed(seed))
+    return torch.randn(
+        rows_to(src, dst), WIDTHS[src], generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def block_for(src: int, dst: int, world: int) -> torch.Tensor:

@@ -13,7 +13,13 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from dct.config import (
-    DataConfig, ModelConfig, OptimConfig, OutputConfig, ParallelConfig, RunConfig, TrainConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    OutputConfig,
+    ParallelConfig,
+    RunConfig,
+    TrainConfig,
 )
 from dct.data.synthetic import SyntheticClicks
 from dct.parallel.topology import GridShape, Topology
@@ -57,7 +63,10 @@ def train_rank(cfg: RunConfig) -> dict:
 
 def reference_run(cfg: RunConfig) -> dict:
     model = DLRM(
-        cfg.data.num_dense, cfg.model.bottom_mlp, cfg.data.cardinalities, cfg.model.top_mlp,
+        cfg.data.num_dense,
+        cfg.model.bottom_mlp,
+        cfg.data.cardinalities,
+        cfg.model.top_mlp,
         cfg.seed,
     )
     optimizer = build_optimizer(cfg.optim, cfg.train.lr, model.parameters())
@@ -91,8 +100,10 @@ def test_hybrid_training_equals_single_process(world_size, mp_size, optim, tmp_p
 
     for result in ranks:
         torch.testing.assert_close(
-            torch.tensor(result["losses"]), torch.tensor(reference["losses"]),
-            rtol=RTOL, atol=0.0,
+            torch.tensor(result["losses"]),
+            torch.tensor(reference["losses"]),
+            rtol=RTOL,
+            atol=0.0,
         )
         assert result["auc"] == pytest.approx(reference["auc"], abs=1e-4)
         for table, weight in result["tables"].items():
