@@ -1,0 +1,1 @@
+"""dct: hybrid-parallel training of DLRM-style recommenders with measured communication."""

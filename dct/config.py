@@ -137,6 +137,7 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _require(data.ids_per_feature >= 1, "data.ids_per_feature must be >= 1")
     _require(data.zipf_exponent > 0, "data.zipf_exponent must be > 0")
     _require(data.eval_size >= 1, "data.eval_size must be >= 1")
+    _require(cfg.parallel.timeout_s > 0, "parallel.timeout_s must be > 0 (seconds)")
     _require(cfg.optim.name in ("sgd", "adagrad"), f"optim={cfg.optim.name!r}: use sgd or adagrad")
     _require(train.steps >= 1, "train.steps must be >= 1")
     _require(train.lr > 0, "train.lr must be > 0")

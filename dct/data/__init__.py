@@ -1,0 +1,1 @@
+"""Click data: batch types, synthetic samples, per-rank reading."""

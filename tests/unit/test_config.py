@@ -25,6 +25,7 @@ def test_defaults_are_valid():
         (with_changes(train={"steps": 0}), 1, "train.steps must be >= 1"),
         (with_changes(data={"cardinalities": [10, 0]}), 1, "cardinalities must all be >= 1"),
         (with_changes(train={"lr": -1.0}), 1, "train.lr must be > 0"),
+        (with_changes(parallel={"timeout_s": 0.0}), 1, "parallel.timeout_s must be > 0"),
     ],
 )
 def test_impossible_config_is_named(cfg, world, message):

@@ -1,0 +1,1 @@
+"""Training loop, evaluation, metric sinks and the run entry."""
