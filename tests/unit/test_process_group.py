@@ -1,8 +1,9 @@
 import pytest
 import torch
+import torch.distributed as dist
 
 from dct.config import ConfigError
-from dct.parallel.process_group import choose_backend
+from dct.parallel.process_group import choose_backend, distributed
 
 
 def test_auto_picks_nccl_on_gpu_else_gloo():
@@ -21,3 +22,12 @@ def test_nccl_without_gpu_says_what_to_use():
 def test_unknown_backend_is_named():
     with pytest.raises(ConfigError, match="parallel.backend='mpi' is unknown"):
         choose_backend("mpi")
+
+
+def test_process_group_is_destroyed_when_the_run_fails(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        with distributed("gloo", timeout_s=10):
+            assert dist.is_initialized() and dist.get_world_size() == 1
+            raise RuntimeError("boom")
+    assert not dist.is_initialized()
