@@ -39,20 +39,18 @@ def evaluate(model: HybridDLRM, reader: RankReader, eval_size: int, meter: ByteM
     """AUC, log-loss and accuracy of ``model`` on the eval split, gathered from all ranks."""
     was_training = model.training
     model.eval()
-    probs, labels, truths = [], [], []
+    columns = []
     for index in range(num_eval_batches(eval_size, reader.batch_size)):
         batch = reader.read("eval", index)
-        probs.append(torch.sigmoid(model(batch.local.dense, batch.group_sparse)).float())
-        labels.append(batch.local.labels.float())
-        if batch.local.click_prob is not None:
-            truths.append(batch.local.click_prob.float())
+        prob = torch.sigmoid(model(batch.local.dense, batch.group_sparse))
+        truth = batch.local.click_prob
+        known = [prob, batch.local.labels] + ([] if truth is None else [truth])
+        columns.append(torch.stack([c.float() for c in known], dim=1))
     model.train(was_training)
-    group = model.topology.world_group
-    prob = all_gather_cat(torch.cat(probs), group, meter).cpu().double().numpy()
-    label = all_gather_cat(torch.cat(labels), group, meter).cpu().double().numpy()
-    truth = (
-        all_gather_cat(torch.cat(truths), group, meter).cpu().double().numpy() if truths else None
-    )
+    gathered = all_gather_cat(torch.cat(columns), model.topology.world_group, meter)
+    table = gathered.cpu().double().numpy()
+    prob, label = table[:, 0], table[:, 1]
+    truth = table[:, 2] if table.shape[1] > 2 else None
     return EvalResult(
         auc=float(roc_auc_score(label, prob)),
         logloss=float(log_loss(label, prob, labels=[0.0, 1.0])),
