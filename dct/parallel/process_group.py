@@ -57,5 +57,7 @@ def distributed(requested_backend: str, timeout_s: float) -> Iterator[Backend]:
     log.debug("rank %d of %d on %s", dist.get_rank(), dist.get_world_size(), backend.name)
     try:
         yield backend
+        # No rank tears down its connections while a peer may still be reading from them.
+        dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -35,6 +35,8 @@ def _rank_main(
     )
     try:
         torch.save(fn(*args), Path(out_dir) / f"rank{rank}.pt")
+        # Tearing down while a peer still uses the connections can abort that peer.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
