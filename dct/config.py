@@ -96,6 +96,24 @@ class TrainConfig:
 
 
 @dataclass
+class DCTDPConfig:
+    """DCT-DP: hard-threshold compression of the gradient all-reduce (``dct.comm.dct_dp``)."""
+
+    enabled: bool = False
+    density: float = 0.01
+    update_every: int = 1000
+    warmup_steps: int = 2
+    value_dtype: str = "float32"
+    guard_factor: float = 1.5
+    threshold_sample_size: int = 0
+
+
+@dataclass
+class DCTConfig:
+    dp: DCTDPConfig = field(default_factory=DCTDPConfig)
+
+
+@dataclass
 class OutputConfig:
     tensorboard: bool = True
     progress_bar: bool = True
@@ -109,6 +127,7 @@ class RunConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    dct: DCTConfig = field(default_factory=DCTConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
@@ -139,6 +158,7 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _require(data.eval_size >= 1, "data.eval_size must be >= 1")
     _require(cfg.parallel.timeout_s > 0, "parallel.timeout_s must be > 0 (seconds)")
     _require(cfg.optim.name in ("sgd", "adagrad"), f"optim={cfg.optim.name!r}: use sgd or adagrad")
+    _validate_dct_dp(cfg.dct.dp)
     _require(train.steps >= 1, "train.steps must be >= 1")
     _require(train.lr > 0, "train.lr must be > 0")
     _require(train.eval_every >= 1, "train.eval_every must be >= 1")
@@ -148,3 +168,21 @@ def validate(cfg: RunConfig, world_size: int) -> None:
         f"train.batch_size={train.batch_size} must be a positive multiple of the world size "
         f"({world_size}): every rank trains on an equal slice of each global batch",
     )
+
+
+def _validate_dct_dp(dp: DCTDPConfig) -> None:
+    _require(
+        0.0 < dp.density <= 1.0,
+        f"dct.dp.density={dp.density} must be in (0, 1]: the fraction of gradient entries sent",
+    )
+    _require(dp.update_every >= 1, "dct.dp.update_every must be >= 1 (steps between estimates)")
+    _require(
+        dp.warmup_steps >= 2,
+        f"dct.dp.warmup_steps={dp.warmup_steps} must be >= 2: DDP settles its buckets first",
+    )
+    _require(
+        dp.value_dtype in ("float32", "float16", "bfloat16"),
+        f"dct.dp.value_dtype={dp.value_dtype!r}: use float32, float16 or bfloat16",
+    )
+    _require(dp.guard_factor > 1.0, "dct.dp.guard_factor must be > 1 (a multiple of the target)")
+    _require(dp.threshold_sample_size >= 0, "dct.dp.threshold_sample_size must be >= 0 (0: exact)")

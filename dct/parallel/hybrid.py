@@ -22,8 +22,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dct.comm.all_to_all import RowExchange, all_to_all_rows
 from dct.comm.codec import DENSE, CodecPair
+from dct.comm.dct_dp import DCTDPState, dct_dp_hook
 from dct.comm.ddp_hooks import MeteredAllReduceState, metered_allreduce_hook
 from dct.comm.meter import ByteMeter
+from dct.config import DCTDPConfig
 from dct.data.batch import SparseFeatures
 from dct.parallel.sharding import assign_tables
 from dct.parallel.topology import Topology
@@ -61,19 +63,40 @@ class TableShard(nn.Module):
 
 
 def _data_parallel(
-    module: nn.Module, group: Any, meter: ByteMeter, device: torch.device
-) -> nn.Module:
-    """DDP over ``group`` with the metered hook; a group of one needs no wrapper."""
+    module: nn.Module,
+    group: Any,
+    meter: ByteMeter,
+    device: torch.device,
+    dct_dp: DCTDPConfig | None,
+) -> tuple[nn.Module, DCTDPState | None]:
+    """DDP over ``group`` with the DCT-DP hook if enabled, else the metered all-reduce hook.
+
+    A group of one needs no wrapper.
+    """
     if torch.distributed.get_world_size(group) == 1:
-        return module
+        return module, None
     ddp = DistributedDataParallel(
         module,
         device_ids=[device.index] if device.type == "cuda" else None,
         process_group=group,
         init_sync=False,
     )
-    ddp.register_comm_hook(MeteredAllReduceState(group, meter), metered_allreduce_hook)
-    return ddp
+    if dct_dp is None or not dct_dp.enabled:
+        ddp.register_comm_hook(MeteredAllReduceState(group, meter), metered_allreduce_hook)
+        return ddp, None
+    state = DCTDPState(
+        process_group=group,
+        density=dct_dp.density,
+        update_every=dct_dp.update_every,
+        warmup_steps=dct_dp.warmup_steps,
+        value_dtype=dct_dp.value_dtype,
+        guard_factor=dct_dp.guard_factor,
+        threshold_sample_size=dct_dp.threshold_sample_size,
+        module=module,
+        meter=meter,
+    )
+    ddp.register_comm_hook(state, dct_dp_hook)
+    return ddp, state
 
 
 class HybridDLRM(nn.Module):
@@ -98,16 +121,21 @@ class HybridDLRM(nn.Module):
         meter: ByteMeter,
         device: torch.device,
         codecs: CodecPair = DENSE,
+        dct_dp: DCTDPConfig | None = None,
     ) -> None:
         super().__init__()
         self.topology, self.meter, self.codecs, self.dim = topology, meter, codecs, dim
         self.plan = assign_tables(table_sizes, topology.mp_size)
         self.owned_tables = self.plan[topology.mp_rank]
         shard = TableShard(self.owned_tables, table_sizes, dim, seed).to(device)
-        self.shard = _data_parallel(shard, topology.replica_group, meter, device)
-        self.dense_tower = _data_parallel(
-            dense_tower.to(device), topology.world_group, meter, device
+        self.shard, tables_state = _data_parallel(
+            shard, topology.replica_group, meter, device, dct_dp
         )
+        self.dense_tower, tower_state = _data_parallel(
+            dense_tower.to(device), topology.world_group, meter, device, dct_dp
+        )
+        states = {"tables": tables_state, "tower": tower_state}
+        self.dp_states = {name: state for name, state in states.items() if state is not None}
         arrival_order = [t for tables in self.plan for t in tables]
         self.register_buffer(
             "table_order",

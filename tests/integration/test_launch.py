@@ -65,6 +65,24 @@ def test_two_process_run_writes_every_output(tmp_path):
     assert "bayes auc" in done.stderr + done.stdout
 
 
+def test_dct_dp_run_reports_its_compression(tmp_path):
+    dct_dp = ["dct.dp.enabled=true", "dct.dp.density=0.01", "dct.dp.value_dtype=float16"]
+    done = launch([*SMALL, *dct_dp, f"hydra.run.dir={tmp_path}"], nproc=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0 < metrics["dp_bytes_sent"] < metrics["dp_bytes_dense"]
+    assert metrics["dp_ratio"] == metrics["dp_bytes_dense"] / metrics["dp_bytes_sent"]
+    assert 0 < metrics["dp_achieved_density"] <= 0.015
+    assert metrics["dp_threshold_estimates"] >= 1
+    logged = {}
+    for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
+        logged.update(json.loads(line))
+    for name in ("tables", "tower"):
+        assert 0 < logged[f"dct_dp/{name}/achieved_density"] <= 0.015
+        assert logged[f"dct_dp/{name}/ratio"] > 1
+    assert logged["dct_dp_threshold/tables/tables.0.weight"] > 0
+
+
 def test_plain_python_trains_as_one_process(tmp_path):
     done = launch([*SMALL, f"hydra.run.dir={tmp_path}"], nproc=None)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -80,6 +98,7 @@ def test_plain_python_trains_as_one_process(tmp_path):
         ("parallel.mp_size=3", "parallel.mp_size=3 does not divide the world size 2"),
         ("optim=adam", "Could not find 'optim/adam'"),
         ("train.stpes=5", "Key 'stpes' not in 'TrainConfig'"),
+        ("dct.dp.density=0", "dct.dp.density=0.0 must be in (0, 1]"),
     ],
 )
 def test_user_mistakes_end_with_one_clear_line(override, message, tmp_path):

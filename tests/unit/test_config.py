@@ -12,6 +12,12 @@ def with_changes(**groups):
     return cfg
 
 
+def with_dct_dp(**changes):
+    cfg = RunConfig()
+    cfg.dct.dp = dataclasses.replace(cfg.dct.dp, **changes)
+    return cfg
+
+
 def test_defaults_are_valid():
     validate(RunConfig(), world_size=4)
 
@@ -26,6 +32,13 @@ def test_defaults_are_valid():
         (with_changes(data={"cardinalities": [10, 0]}), 1, "cardinalities must all be >= 1"),
         (with_changes(train={"lr": -1.0}), 1, "train.lr must be > 0"),
         (with_changes(parallel={"timeout_s": 0.0}), 1, "parallel.timeout_s must be > 0"),
+        (with_dct_dp(density=0.0), 1, "dct.dp.density=0.0 must be in (0, 1]"),
+        (with_dct_dp(density=2.0), 1, "dct.dp.density=2.0 must be in (0, 1]"),
+        (with_dct_dp(update_every=0), 1, "dct.dp.update_every must be >= 1"),
+        (with_dct_dp(warmup_steps=1), 1, "dct.dp.warmup_steps=1 must be >= 2"),
+        (with_dct_dp(value_dtype="int8"), 1, "use float32, float16 or bfloat16"),
+        (with_dct_dp(guard_factor=0.5), 1, "dct.dp.guard_factor must be > 1"),
+        (with_dct_dp(threshold_sample_size=-5), 1, "dct.dp.threshold_sample_size must be >= 0"),
     ],
 )
 def test_impossible_config_is_named(cfg, world, message):

@@ -1,0 +1,258 @@
+"""DCT-DP: the DDP comm hook that sends only gradient entries above a rarely refreshed threshold.
+
+Per parameter tensor (layer-wise, as in Gupta et al., KDD 2021), every step::
+
+    acc = grad + residual
+    if (step - warmup_steps) % update_every == 0:  tau = ceil(density * n)-th largest |acc|
+    send acc where |acc| >= tau;  residual = acc - sent             # nothing is lost
+    gradient handed to the optimizer = (sum over ranks of what they sent) / world_size
+
+The first ``warmup_steps`` steps are exact (every nonzero entry, fp32): DDP rebuilds its buckets
+after the first step and the earliest gradients are the largest, so compression starts once both
+have settled. A stale-threshold guard re-estimates a layer's ``tau`` early when the entries that
+pass exceed ``guard_factor`` times the target. State is keyed by parameter, not by bucket, so it
+survives bucket rebuilds and loads into a fresh DDP with another bucket layout. (No postponed
+annotations in this file: DDP checks the hook's ``bucket`` annotation at registration.)
+"""
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from dct.comm.meter import ByteMeter
+from dct.comm.sparse_all_reduce import SparseSum, sparse_all_reduce
+from dct.compression.hard_threshold import estimate_threshold, feed_back, select, target_count
+
+log = logging.getLogger(__name__)
+
+VALUE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MIN_WARMUP_STEPS = 2
+
+
+@dataclass
+class _Layer:
+    residual: Optional[Tensor] = None
+    threshold: Optional[float] = None
+
+
+@dataclass
+class _Counters:
+    entries: int = 0
+    entries_sent: int = 0
+    threshold_estimates: int = 0
+    guard_refreshes: int = 0
+    dense_fallbacks: int = 0
+    bytes_sent: int = 0
+    bytes_dense: int = 0
+
+
+@dataclass
+class _BucketSelection:
+    positions: list[Tensor] = field(default_factory=list)
+    values: list[Tensor] = field(default_factory=list)
+
+
+class DCTDPState:
+    """Settings, per-layer residuals and thresholds, and counters of the DCT-DP hook.
+
+    Args:
+        process_group: the data-parallel group (``None``: the default group).
+        density: target fraction of each layer's entries sent, in ``(0, 1]``; 1.0 sends every
+            nonzero entry (the exact average, as plain all-reduce).
+        update_every: steps between threshold re-estimates (the paper's ``L``; thousands).
+        warmup_steps: exact steps before compression starts (at least 2).
+        value_dtype: wire dtype of the sent values: float32, float16 or bfloat16.
+        guard_factor: re-estimate a layer's threshold early once more than this many times its
+            target entries pass it (> 1).
+        threshold_sample_size: 0 for an exact top-k; otherwise estimate from this many sampled
+            entries of layers larger than that.
+        module: the wrapped module, to name layers by parameter name in ``state_dict`` and
+            ``thresholds()``; without it layers are named by the order DDP first hands them over.
+        meter: records bytes on ``channel``.
+
+    Example::
+
+        state = DCTDPState(process_group=None, density=0.01, update_every=1000)
+        ddp.register_comm_hook(state, dct_dp_hook)
+    """
+
+    def __init__(
+        self,
+        process_group: Optional[dist.ProcessGroup] = None,
+        density: float = 0.01,
+        update_every: int = 1000,
+        warmup_steps: int = MIN_WARMUP_STEPS,
+        value_dtype: Union[str, torch.dtype] = torch.float32,
+        guard_factor: float = 1.5,
+        threshold_sample_size: int = 0,
+        module: Optional[nn.Module] = None,
+        meter: Optional[ByteMeter] = None,
+        channel: str = "dp",
+    ) -> None:
+        if not 0.0 < density <= 1.0:
+            raise ValueError(f"density={density} must be in (0, 1]: the fraction of entries sent")
+        if update_every < 1:
+            raise ValueError(f"update_every={update_every} must be >= 1 (steps between estimates)")
+        if warmup_steps < MIN_WARMUP_STEPS:
+            raise ValueError(
+                f"warmup_steps={warmup_steps} must be >= {MIN_WARMUP_STEPS}: DDP settles its "
+                "buckets during the first step"
+            )
+        if guard_factor <= 1.0:
+            raise ValueError(f"guard_factor={guard_factor} must be > 1 (a multiple of the target)")
+        if threshold_sample_size < 0:
+            raise ValueError("threshold_sample_size must be >= 0 (0: exact top-k)")
+        if isinstance(value_dtype, str):
+            if value_dtype not in VALUE_DTYPES:
+                raise ValueError(f"value_dtype={value_dtype!r}: use one of {list(VALUE_DTYPES)}")
+            value_dtype = VALUE_DTYPES[value_dtype]
+        if value_dtype not in VALUE_DTYPES.values():
+            raise ValueError(f"value_dtype={value_dtype}: use one of {list(VALUE_DTYPES)}")
+        self.process_group = process_group
+        self.density = density
+        self.update_every = update_every
+        self.warmup_steps = warmup_steps
+        self.value_dtype = value_dtype
+        self.guard_factor = guard_factor
+        self.threshold_sample_size = threshold_sample_size
+        self.meter = meter
+        self.channel = channel
+        self.step = 0
+        self._names = {id(p): name for name, p in module.named_parameters()} if module else {}
+        self._layer_of: dict[int, str] = {}
+        self._layers: dict[str, _Layer] = {}
+        self._counters = _Counters()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Step, residuals (on CPU), thresholds and counters; no process group."""
+        return {
+            "step": self.step,
+            "layers": {
+                name: {
+                    "residual": None if layer.residual is None else layer.residual.cpu().clone(),
+                    "threshold": layer.threshold,
+                }
+                for name, layer in self._layers.items()
+            },
+            "counters": vars(self._counters).copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()``; residuals move to the gradients' device on first use."""
+        self.step = int(state["step"])
+        self._layers = {
+            name: _Layer(entry["residual"], entry["threshold"])
+            for name, entry in state["layers"].items()
+        }
+        self._counters = _Counters(**state["counters"])
+
+    def compression_stats(self) -> dict[str, float]:
+        """Totals since the start: entries and bytes, achieved density, estimates, fallbacks.
+
+        ``achieved_density`` and ``entries*`` cover compressed steps only (warm-up is exact).
+        """
+        c = self._counters
+        return {
+            "step": self.step,
+            **vars(c),
+            "achieved_density": c.entries_sent / c.entries if c.entries else 0.0,
+            "ratio": c.bytes_dense / c.bytes_sent if c.bytes_sent else 1.0,
+        }
+
+    def thresholds(self) -> dict[str, float]:
+        """Each layer's current threshold (layers not yet estimated are left out)."""
+        return {
+            n: layer.threshold for n, layer in self._layers.items() if layer.threshold is not None
+        }
+
+    @property
+    def compressing(self) -> bool:
+        return self.step >= self.warmup_steps
+
+    def select(self, bucket: dist.GradBucket) -> tuple[Tensor, Tensor]:
+        """The bucket's entries to send, as flat ``(positions, values)``; updates residuals."""
+        chosen = _BucketSelection()
+        offset = 0
+        for param, grad in zip(bucket.parameters(), bucket.gradients()):
+            flat = grad.reshape(-1)
+            positions, values = self._select_layer(self._layer_name(param), flat)
+            chosen.positions.append(positions + offset)
+            chosen.values.append(values)
+            offset += flat.numel()
+        return torch.cat(chosen.positions), torch.cat(chosen.values)
+
+    def maybe_increase_step(self, bucket: dist.GradBucket) -> None:
+        """A step ends with DDP's last bucket."""
+        if bucket.is_last():
+            self.step += 1
+
+    def record(self, exchange: SparseSum) -> None:
+        self._counters.dense_fallbacks += int(exchange.dense_fallback)
+        self._counters.bytes_sent += exchange.bytes_sent
+        self._counters.bytes_dense += exchange.bytes_dense
+
+    def _layer_name(self, param: Tensor) -> str:
+        key = id(param)
+        if key not in self._layer_of:
+            self._layer_of[key] = self._names.get(key, f"param{len(self._layer_of)}")
+        return self._layer_of[key]
+
+    def _select_layer(self, name: str, grad: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.compressing:
+            exact = select(grad, 0.0, grad.dtype)
+            return exact.positions, exact.values
+        layer = self._layers.setdefault(name, _Layer())
+        if layer.residual is None:
+            layer.residual = torch.zeros_like(grad)
+        acc = layer.residual = layer.residual.to(grad.device).add_(grad)
+        if layer.threshold is None or (self.step - self.warmup_steps) % self.update_every == 0:
+            layer.threshold = self._estimate(name, acc)
+        chosen = select(acc, layer.threshold, self.value_dtype)
+        target = target_count(acc.numel(), self.density)
+        if chosen.positions.numel() > self.guard_factor * target:
+            stale, layer.threshold = layer.threshold, self._estimate(name, acc)
+            self._counters.guard_refreshes += 1
+            log.debug(
+                "DCT-DP guard, step %d, %s: %d entries passed tau=%.3g, over %.1fx the target "
+                "%d; re-estimated tau=%.3g",
+                self.step,
+                name,
+                chosen.positions.numel(),
+                stale,
+                self.guard_factor,
+                target,
+                layer.threshold,
+            )
+            chosen = select(acc, layer.threshold, self.value_dtype)
+        feed_back(acc, chosen)
+        self._counters.entries += acc.numel()
+        self._counters.entries_sent += chosen.positions.numel()
+        return chosen.positions, chosen.values
+
+    def _estimate(self, name: str, acc: Tensor) -> float:
+        self._counters.threshold_estimates += 1
+        seed = self.step * 1_000_003 + zlib.crc32(name.encode())
+        return estimate_threshold(acc.abs(), self.density, self.threshold_sample_size, seed)
+
+
+def dct_dp_hook(state: DCTDPState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """Average the bucket's thresholded gradients over ``state.process_group``.
+
+    Example::
+
+        ddp.register_comm_hook(DCTDPState(density=0.005, value_dtype="float16"), dct_dp_hook)
+    """
+    buffer = bucket.buffer()
+    positions, values = state.select(bucket)
+    exchange = sparse_all_reduce(
+        positions, values, buffer, state.process_group, state.meter, state.channel
+    )
+    state.record(exchange)
+    state.maybe_increase_step(bucket)
+    world = dist.get_world_size(state.process_group)
+    return exchange.future.then(lambda fut: fut.value().div_(world))

@@ -1,0 +1,1 @@
+"""Pure tensor math of compression: thresholds, selections, position codes. No torch.distributed."""
