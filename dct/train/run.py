@@ -36,6 +36,8 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
         shape.mp_size,
         run_dir,
     )
+    if cfg.dct.dp.enabled and world_size == 1:
+        log.warning("dct.dp.enabled has no effect in one process: no gradient crosses a network")
     sinks = open_sinks(run_dir, cfg.output.tensorboard) if lead else []
     try:
         result = train(cfg, topology, device, sinks, show_progress=lead and cfg.output.progress_bar)
@@ -45,6 +47,16 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
     metrics = summary_metrics(result, cfg, topology)
     if lead:
         write_json_atomically(run_dir / "metrics.json", metrics)
+        if metrics["dp_achieved_density"] is not None:
+            log.info(
+                "dct-dp on rank 0: achieved density %.5f (target %g), %d threshold estimates, "
+                "%d of them by the stale-threshold guard, %d exchanges sent dense",
+                metrics["dp_achieved_density"],
+                cfg.dct.dp.density,
+                metrics["dp_threshold_estimates"],
+                metrics["dp_guard_refreshes"],
+                metrics["dp_dense_fallbacks"],
+            )
         log.info(
             "auc %.4f (bayes auc %s), logloss %.4f | bytes per rank: dp %d sent / %d dense, "
             "mp %d sent / %d dense (ratios %.2f, %.2f) | %.0f samples/s | %s",
