@@ -146,3 +146,15 @@ def test_impossible_settings_are_refused_with_the_fix(settings, message):
     with pytest.raises(ValueError) as error:
         DCTDPState(**settings)
     assert message in str(error.value)
+
+
+def test_sampled_threshold_estimate_keeps_about_the_target():
+    params = [torch.zeros(20_000)]
+    state = DCTDPState(density=0.01, threshold_sample_size=2_000, guard_factor=1e9)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        bucket = FakeBucket(params, [torch.randn(20_000, generator=g)])
+        positions, _ = state.select(bucket)
+        state.maybe_increase_step(bucket)
+    assert 100 <= positions.numel() <= 300
+    assert state.compression_stats()["threshold_estimates"] == 1
