@@ -104,6 +104,8 @@ class HybridDLRM(nn.Module):
 
     Initialisation matches ``models.dlrm.DLRM`` with the same seed on any grid, so DDP's start-up
     broadcast is skipped (``init_sync=False``): every rank already holds identical weights.
+    With ``dct_dp`` enabled, both DDPs use the DCT-DP hook; ``dp_states`` holds their states by
+    name (``tables``, ``tower``; a group of one has none) for checkpoints and reporting.
 
     Example::
 
