@@ -17,7 +17,7 @@ annotations in this file: DDP checks the hook's ``bucket`` annotation at registr
 
 import logging
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
@@ -49,12 +49,6 @@ class _Counters:
     dense_fallbacks: int = 0
     bytes_sent: int = 0
     bytes_dense: int = 0
-
-
-@dataclass
-class _BucketSelection:
-    positions: list[Tensor] = field(default_factory=list)
-    values: list[Tensor] = field(default_factory=list)
 
 
 class DCTDPState:
@@ -176,15 +170,16 @@ class DCTDPState:
 
     def select(self, bucket: dist.GradBucket) -> tuple[Tensor, Tensor]:
         """The bucket's entries to send, as flat ``(positions, values)``; updates residuals."""
-        chosen = _BucketSelection()
+        positions: list[Tensor] = []
+        values: list[Tensor] = []
         offset = 0
         for param, grad in zip(bucket.parameters(), bucket.gradients()):
             flat = grad.reshape(-1)
-            positions, values = self._select_layer(self._layer_name(param), flat)
-            chosen.positions.append(positions + offset)
-            chosen.values.append(values)
+            layer_positions, layer_values = self._select_layer(self._layer_name(param), flat)
+            positions.append(layer_positions + offset)
+            values.append(layer_values)
             offset += flat.numel()
-        return torch.cat(chosen.positions), torch.cat(chosen.values)
+        return torch.cat(positions), torch.cat(values)
 
     def maybe_increase_step(self, bucket: dist.GradBucket) -> None:
         """A step ends with DDP's last bucket."""

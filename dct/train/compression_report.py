@@ -39,20 +39,11 @@ def dp_interval_scalars(states: Mapping[str, DCTDPState], before: Snapshot) -> d
 def dp_summary(states: Mapping[str, DCTDPState]) -> dict[str, object]:
     """This rank's totals over all hook states; ``None`` values when DCT-DP is off."""
     stats = list(dp_snapshot(states).values())
-    if not stats:
-        return {key: None for key in _SUMMARY_KEYS}
     entries = sum(s["entries"] for s in stats)
-    return {
+    summary: dict[str, object] = {
         "dp_achieved_density": sum(s["entries_sent"] for s in stats) / entries if entries else 0.0,
         "dp_threshold_estimates": sum(s["threshold_estimates"] for s in stats),
         "dp_guard_refreshes": sum(s["guard_refreshes"] for s in stats),
         "dp_dense_fallbacks": sum(s["dense_fallbacks"] for s in stats),
     }
-
-
-_SUMMARY_KEYS = (
-    "dp_achieved_density",
-    "dp_threshold_estimates",
-    "dp_guard_refreshes",
-    "dp_dense_fallbacks",
-)
+    return summary if stats else dict.fromkeys(summary)
