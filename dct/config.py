@@ -7,6 +7,7 @@ a misspelt key or override fails at start. ``validate()`` catches the combinatio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 DEFAULT_CARDINALITIES = [
     1460,
@@ -36,6 +37,8 @@ DEFAULT_CARDINALITIES = [
     105,
     1428,
 ]
+
+WIRE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -109,8 +112,24 @@ class DCTDPConfig:
 
 
 @dataclass
+class DCTMPConfig:
+    """DCT-MP: per-sample top-k of the embedding all-to-all (``dct.comm.dct_mp``).
+
+    ``grad_dtype`` is the wire dtype of the gradients sent back (``None``: ``value_dtype``);
+    ``granularity`` is ``sample`` (top-k over all of a rank's tables for a sample) or ``table``
+    (top-k within each table's pooled vector)."""
+
+    enabled: bool = False
+    density: float = 0.05
+    value_dtype: str = "float32"
+    grad_dtype: Optional[str] = None
+    granularity: str = "table"
+
+
+@dataclass
 class DCTConfig:
     dp: DCTDPConfig = field(default_factory=DCTDPConfig)
+    mp: DCTMPConfig = field(default_factory=DCTMPConfig)
 
 
 @dataclass
@@ -159,6 +178,7 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _require(cfg.parallel.timeout_s > 0, "parallel.timeout_s must be > 0 (seconds)")
     _require(cfg.optim.name in ("sgd", "adagrad"), f"optim={cfg.optim.name!r}: use sgd or adagrad")
     _validate_dct_dp(cfg.dct.dp)
+    _validate_dct_mp(cfg.dct.mp)
     _require(train.steps >= 1, "train.steps must be >= 1")
     _require(train.lr > 0, "train.lr must be > 0")
     _require(train.eval_every >= 1, "train.eval_every must be >= 1")
@@ -168,6 +188,10 @@ def validate(cfg: RunConfig, world_size: int) -> None:
         f"train.batch_size={train.batch_size} must be a positive multiple of the world size "
         f"({world_size}): every rank trains on an equal slice of each global batch",
     )
+
+
+def _require_wire_dtype(setting: str, value: str) -> None:
+    _require(value in WIRE_DTYPE_NAMES, f"{setting}={value!r}: use float32, float16 or bfloat16")
 
 
 def _validate_dct_dp(dp: DCTDPConfig) -> None:
@@ -180,9 +204,21 @@ def _validate_dct_dp(dp: DCTDPConfig) -> None:
         dp.warmup_steps >= 2,
         f"dct.dp.warmup_steps={dp.warmup_steps} must be >= 2: DDP settles its buckets first",
     )
-    _require(
-        dp.value_dtype in ("float32", "float16", "bfloat16"),
-        f"dct.dp.value_dtype={dp.value_dtype!r}: use float32, float16 or bfloat16",
-    )
+    _require_wire_dtype("dct.dp.value_dtype", dp.value_dtype)
     _require(dp.guard_factor > 1.0, "dct.dp.guard_factor must be > 1 (a multiple of the target)")
     _require(dp.threshold_sample_size >= 0, "dct.dp.threshold_sample_size must be >= 0 (0: exact)")
+
+
+def _validate_dct_mp(mp: DCTMPConfig) -> None:
+    _require(
+        0.0 < mp.density <= 1.0,
+        f"dct.mp.density={mp.density} must be in (0, 1]: the fraction of activations sent",
+    )
+    _require_wire_dtype("dct.mp.value_dtype", mp.value_dtype)
+    if mp.grad_dtype is not None:
+        _require_wire_dtype("dct.mp.grad_dtype", mp.grad_dtype)
+    _require(
+        mp.granularity in ("sample", "table"),
+        f"dct.mp.granularity={mp.granularity!r}: use sample (top-k over a sample's tables on a "
+        "rank) or table (top-k within each table's vector)",
+    )

@@ -27,10 +27,10 @@ from torch import Tensor, nn
 from dct.comm.meter import ByteMeter
 from dct.comm.sparse_all_reduce import SparseSum, sparse_all_reduce
 from dct.compression.hard_threshold import estimate_threshold, feed_back, select, target_count
+from dct.compression.wire_dtype import wire_dtype
 
 log = logging.getLogger(__name__)
 
-VALUE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MIN_WARMUP_STEPS = 2
 
 
@@ -101,17 +101,11 @@ class DCTDPState:
             raise ValueError(f"guard_factor={guard_factor} must be > 1 (a multiple of the target)")
         if threshold_sample_size < 0:
             raise ValueError("threshold_sample_size must be >= 0 (0: exact top-k)")
-        if isinstance(value_dtype, str):
-            if value_dtype not in VALUE_DTYPES:
-                raise ValueError(f"value_dtype={value_dtype!r}: use one of {list(VALUE_DTYPES)}")
-            value_dtype = VALUE_DTYPES[value_dtype]
-        if value_dtype not in VALUE_DTYPES.values():
-            raise ValueError(f"value_dtype={value_dtype}: use one of {list(VALUE_DTYPES)}")
         self.process_group = process_group
         self.density = density
         self.update_every = update_every
         self.warmup_steps = warmup_steps
-        self.value_dtype = value_dtype
+        self.value_dtype = wire_dtype(value_dtype)
         self.guard_factor = guard_factor
         self.threshold_sample_size = threshold_sample_size
         self.meter = meter

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dct.compression.wire_dtype import to_wire
+
 
 def target_count(numel: int, density: float) -> int:
     """Entries a layer of ``numel`` entries should send at ``density``: at least one."""
@@ -57,11 +59,7 @@ def select(acc: Tensor, tau: float, value_dtype: torch.dtype) -> Selection:
     """
     keep = acc.abs() >= tau if tau > 0 else acc != 0
     positions = torch.nonzero(keep).squeeze(1)
-    picked = acc[positions]
-    if value_dtype != acc.dtype:
-        limit = torch.finfo(value_dtype).max
-        picked = picked.clamp(-limit, limit)
-    return Selection(positions, picked.to(value_dtype))
+    return Selection(positions, to_wire(acc[positions], value_dtype))
 
 
 def feed_back(acc: Tensor, sent: Selection) -> None:

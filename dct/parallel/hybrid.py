@@ -23,9 +23,11 @@ from torch.nn.parallel import DistributedDataParallel
 from dct.comm.all_to_all import RowExchange, all_to_all_rows
 from dct.comm.codec import DENSE, CodecPair
 from dct.comm.dct_dp import DCTDPState, dct_dp_hook
+from dct.comm.dct_mp import dct_mp_codecs
 from dct.comm.ddp_hooks import MeteredAllReduceState, metered_allreduce_hook
 from dct.comm.meter import ByteMeter
-from dct.config import DCTDPConfig
+from dct.compression.wire_dtype import wire_dtype
+from dct.config import DCTDPConfig, DCTMPConfig
 from dct.data.batch import SparseFeatures
 from dct.parallel.sharding import assign_tables
 from dct.parallel.topology import Topology
@@ -97,6 +99,20 @@ def _data_parallel(
     )
     ddp.register_comm_hook(state, dct_dp_hook)
     return ddp, state
+
+
+def embedding_codecs(dct_mp: DCTMPConfig, dim: int) -> CodecPair:
+    """The embedding all-to-all's codec pair: DCT-MP if enabled (``granularity=table`` selects
+    within each table's ``dim`` values), else the dense identity."""
+    if not dct_mp.enabled:
+        return DENSE
+    value_dtype = wire_dtype(dct_mp.value_dtype)
+    return dct_mp_codecs(
+        dct_mp.density,
+        value_dtype,
+        value_dtype if dct_mp.grad_dtype is None else wire_dtype(dct_mp.grad_dtype),
+        segment=dim if dct_mp.granularity == "table" else None,
+    )
 
 
 class HybridDLRM(nn.Module):

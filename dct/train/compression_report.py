@@ -1,19 +1,48 @@
-"""What DCT-DP did, as TensorBoard scalars per log interval and as ``metrics.json`` entries."""
+"""What DCT-DP and DCT-MP did: TensorBoard scalars per log interval, ``metrics.json`` entries."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
+from dct.comm.codec import CodecPair
 from dct.comm.dct_dp import DCTDPState
+from dct.comm.dct_mp import TopKRows
+from dct.parallel.hybrid import HybridDLRM
 
-Snapshot = dict[str, dict[str, float]]
+DPStats = dict[str, dict[str, float]]
 
 
-def dp_snapshot(states: Mapping[str, DCTDPState]) -> Snapshot:
+@dataclass(frozen=True)
+class Snapshot:
+    """Running counters at one moment: per DCT-DP hook state, and DCT-MP's (offered, kept)."""
+
+    dp: DPStats
+    mp: tuple[int, int] | None
+
+
+def snapshot(model: HybridDLRM) -> Snapshot:
+    return Snapshot(_dp_stats(model.dp_states), _mp_counts(model.codecs))
+
+
+def interval_scalars(model: HybridDLRM, before: Snapshot) -> dict[str, float]:
+    """Scalars for the interval since ``before``; none for a compressor that is off."""
+    return {
+        **_dp_interval_scalars(model.dp_states, before.dp),
+        **_mp_interval_scalars(model.codecs, before.mp),
+    }
+
+
+def summary(model: HybridDLRM) -> dict[str, object]:
+    """This rank's totals; ``None`` values for a compressor that is off."""
+    return {**_dp_summary(model.dp_states), **_mp_summary(model.codecs)}
+
+
+def _dp_stats(states: Mapping[str, DCTDPState]) -> DPStats:
     return {name: state.compression_stats() for name, state in states.items()}
 
 
-def dp_interval_scalars(states: Mapping[str, DCTDPState], before: Snapshot) -> dict[str, float]:
+def _dp_interval_scalars(states: Mapping[str, DCTDPState], before: DPStats) -> dict[str, float]:
     """Per hook state (``tables``, ``tower``): density and ratio since ``before``, counts so far,
     and each layer's threshold."""
     scalars: dict[str, float] = {}
@@ -36,9 +65,8 @@ def dp_interval_scalars(states: Mapping[str, DCTDPState], before: Snapshot) -> d
     return scalars
 
 
-def dp_summary(states: Mapping[str, DCTDPState]) -> dict[str, object]:
-    """This rank's totals over all hook states; ``None`` values when DCT-DP is off."""
-    stats = list(dp_snapshot(states).values())
+def _dp_summary(states: Mapping[str, DCTDPState]) -> dict[str, object]:
+    stats = list(_dp_stats(states).values())
     entries = sum(s["entries"] for s in stats)
     summary: dict[str, object] = {
         "dp_achieved_density": sum(s["entries_sent"] for s in stats) / entries if entries else 0.0,
@@ -47,3 +75,24 @@ def dp_summary(states: Mapping[str, DCTDPState]) -> dict[str, object]:
         "dp_dense_fallbacks": sum(s["dense_fallbacks"] for s in stats),
     }
     return summary if stats else dict.fromkeys(summary)
+
+
+def _mp_counts(codecs: CodecPair) -> tuple[int, int] | None:
+    """Activations offered to and kept by the DCT-MP forward codec so far."""
+    if not isinstance(codecs.forward, TopKRows):
+        return None
+    counter = codecs.forward.counter
+    return counter.offered, counter.kept
+
+
+def _mp_interval_scalars(codecs: CodecPair, before: tuple[int, int] | None) -> dict[str, float]:
+    now = _mp_counts(codecs)
+    if now is None or before is None or now[0] == before[0]:
+        return {}
+    return {"dct_mp/kept_fraction": (now[1] - before[1]) / (now[0] - before[0])}
+
+
+def _mp_summary(codecs: CodecPair) -> dict[str, object]:
+    counts = _mp_counts(codecs)
+    offered, kept = counts or (0, 0)
+    return {"mp_kept_fraction": kept / offered if offered else None}

@@ -17,9 +17,9 @@ from dct.comm.meter import CHANNELS, ByteMeter, ChannelBytes
 from dct.config import OptimConfig, RunConfig
 from dct.data.batching import RankBatch, RankReader
 from dct.data.synthetic import SyntheticClicks
-from dct.parallel.hybrid import HybridDLRM
+from dct.parallel.hybrid import HybridDLRM, embedding_codecs
 from dct.parallel.topology import Topology
-from dct.train.compression_report import dp_interval_scalars, dp_snapshot, dp_summary
+from dct.train import compression_report
 from dct.train.evaluation import EvalResult, evaluate
 from dct.train.sinks import MetricSink
 from models.dlrm import DenseTower
@@ -65,6 +65,7 @@ def build_model(
         topology,
         meter,
         device,
+        codecs=embedding_codecs(cfg.dct.mp, cfg.model.embedding_dim),
         dct_dp=cfg.dct.dp,
     )
 
@@ -142,7 +143,7 @@ def train(
     pending: list[torch.Tensor] = []
     step_times: list[float] = []
     history: list[EvalResult] = []
-    traffic_mark, dp_mark = meter.totals(), dp_snapshot(model.dp_states)
+    traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
     progress = tqdm(
         total=steps, disable=not show_progress, desc="train", unit="step", mininterval=1.0
     )
@@ -162,12 +163,13 @@ def train(
                 "train/loss": statistics.fmean(interval),
                 "train/samples_per_sec": batch_size * len(interval) / seconds,
                 **_traffic_scalars(now, traffic_mark, len(interval)),
-                **dp_interval_scalars(model.dp_states, dp_mark),
+                **compression_report.interval_scalars(model, compression_mark),
             }
             for sink in sinks:
                 sink.write(step, scalars)
             progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
-            pending, traffic_mark, dp_mark = [], now, dp_snapshot(model.dp_states)
+            pending, traffic_mark = [], now
+            compression_mark = compression_report.snapshot(model)
 
         if step % eval_every == 0 or step == steps:
             result = evaluate(model, reader, cfg.data.eval_size, meter)
@@ -176,7 +178,7 @@ def train(
                 sink.write(step, result.scalars())
             log.info("step %d: eval auc %.4f logloss %.4f", step, result.auc, result.logloss)
             # Per-step traffic scalars describe training steps only.
-            traffic_mark, dp_mark = meter.totals(), dp_snapshot(model.dp_states)
+            traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
     progress.close()
     return TrainResult(
         model=model,
@@ -204,7 +206,7 @@ def summary_metrics(result: TrainResult, cfg: RunConfig, topology: Topology) -> 
         "world_size": topology.world_size,
         "mp_size": topology.mp_size,
         "dp_size": topology.dp_size,
-        **dp_summary(result.model.dp_states),
+        **compression_report.summary(result.model),
     }
     for channel in CHANNELS:
         metrics[f"{channel}_bytes_sent"] = traffic[channel].sent

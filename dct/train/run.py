@@ -38,6 +38,10 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
     )
     if cfg.dct.dp.enabled and world_size == 1:
         log.warning("dct.dp.enabled has no effect in one process: no gradient crosses a network")
+    if cfg.dct.mp.enabled and shape.mp_size == 1:
+        log.warning(
+            "dct.mp.enabled has no effect with parallel.mp_size=1: no activation crosses a network"
+        )
     sinks = open_sinks(run_dir, cfg.output.tensorboard) if lead else []
     try:
         result = train(cfg, topology, device, sinks, show_progress=lead and cfg.output.progress_bar)
@@ -56,6 +60,13 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
                 metrics["dp_threshold_estimates"],
                 metrics["dp_guard_refreshes"],
                 metrics["dp_dense_fallbacks"],
+            )
+        if metrics["mp_kept_fraction"] is not None:
+            log.info(
+                "dct-mp on rank 0: kept %.4f of the activations (density %g, %s granularity)",
+                metrics["mp_kept_fraction"],
+                cfg.dct.mp.density,
+                cfg.dct.mp.granularity,
             )
         log.info(
             "auc %.4f (bayes auc %s), logloss %.4f | bytes per rank: dp %d sent / %d dense, "

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from dct.config import DEFAULT_CARDINALITIES
+from dct.parallel.sharding import assign_tables
+
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = str(REPO / "launch" / "train.py")
 SMALL = [
@@ -83,6 +86,29 @@ def test_dct_dp_run_reports_its_compression(tmp_path):
     assert logged["dct_dp_threshold/tables/tables.0.weight"] > 0
 
 
+def test_dct_mp_run_reports_its_compression(tmp_path):
+    dct_mp = ["dct.mp.enabled=true", "dct.mp.density=0.05", "dct.mp.value_dtype=float16"]
+    done = launch([*SMALL, "parallel.mp_size=2", *dct_mp, f"hydra.run.dir={tmp_path}"], nproc=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # Per sample, rank 0 sends its own tables' 16 fp32 values each (64 bytes dense) and returns
+    # the gradients of rank 1's tables (64 bytes each). DCT-MP sends one fp16 value and its uint8
+    # position per table (3 bytes) and one fp16 gradient per table back (2 bytes). Evaluation
+    # has no backward pass, so the run's total ratio lies between 64 / 3 and the training ratio.
+    own, other = (len(tables) for tables in assign_tables(DEFAULT_CARDINALITIES, 2))
+    training_ratio = 64 * (own + other) / (3 * own + 2 * other)
+    assert metrics["mp_ratio"] == metrics["mp_bytes_dense"] / metrics["mp_bytes_sent"]
+    assert 64 / 3 < metrics["mp_ratio"] < training_ratio
+    assert metrics["mp_kept_fraction"] == 1 / 16
+    assert metrics["dp_achieved_density"] is None
+    logged = {}
+    for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
+        logged.update(json.loads(line))
+    assert logged["dct_mp/kept_fraction"] == 1 / 16
+    assert logged["bytes/mp_ratio"] == pytest.approx(training_ratio)
+    assert "dct-mp on rank 0: kept 0.0625" in done.stderr + done.stdout
+
+
 def test_plain_python_trains_as_one_process(tmp_path):
     done = launch([*SMALL, f"hydra.run.dir={tmp_path}"], nproc=None)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -99,6 +125,7 @@ def test_plain_python_trains_as_one_process(tmp_path):
         ("optim=adam", "Could not find 'optim/adam'"),
         ("train.stpes=5", "Key 'stpes' not in 'TrainConfig'"),
         ("dct.dp.density=0", "dct.dp.density=0.0 must be in (0, 1]"),
+        ("dct.mp.granularity=row", "dct.mp.granularity='row': use sample"),
     ],
 )
 def test_user_mistakes_end_with_one_clear_line(override, message, tmp_path):

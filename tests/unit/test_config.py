@@ -18,6 +18,12 @@ def with_dct_dp(**changes):
     return cfg
 
 
+def with_dct_mp(**changes):
+    cfg = RunConfig()
+    cfg.dct.mp = dataclasses.replace(cfg.dct.mp, **changes)
+    return cfg
+
+
 def test_defaults_are_valid():
     validate(RunConfig(), world_size=4)
 
@@ -39,6 +45,11 @@ def test_defaults_are_valid():
         (with_dct_dp(value_dtype="int8"), 1, "use float32, float16 or bfloat16"),
         (with_dct_dp(guard_factor=0.5), 1, "dct.dp.guard_factor must be > 1"),
         (with_dct_dp(threshold_sample_size=-5), 1, "dct.dp.threshold_sample_size must be >= 0"),
+        (with_dct_mp(density=0.0), 1, "dct.mp.density=0.0 must be in (0, 1]"),
+        (with_dct_mp(density=1.5), 1, "dct.mp.density=1.5 must be in (0, 1]"),
+        (with_dct_mp(value_dtype="int8"), 1, "dct.mp.value_dtype='int8': use float32"),
+        (with_dct_mp(grad_dtype="half"), 1, "dct.mp.grad_dtype='half': use float32"),
+        (with_dct_mp(granularity="row"), 1, "dct.mp.granularity='row': use sample"),
     ],
 )
 def test_impossible_config_is_named(cfg, world, message):

@@ -1,0 +1,37 @@
+"""DCT-MP against the dense embedding all-to-all, on the same model, seed and batches, in one job.
+
+    torchrun --standalone --nproc_per_node=2 benchmarks/dct_mp.py parallel.mp_size=2 \
+        dct.mp.density=0.05 dct.mp.value_dtype=float16 train.steps=300
+
+Takes the training config and its overrides (``dct.mp.enabled`` is set by the script; set
+``parallel.mp_size`` > 1, or nothing crosses the network), trains once with the fp32 all-to-all
+and once with DCT-MP, and prints per variant: MP bytes per step (sent, and fp32 dense forward
+plus backward), the ratio, median step time and its ratio to dense, final AUC and log-loss.
+Rank 0 also writes ``benchmark.json`` to the run directory. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from dct.config import RunConfig
+from dct.train import compare
+from dct.train.entry import run_or_exit
+
+ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+def main(raw: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_or_exit(OmegaConf.to_object(raw), run_dir, functools.partial(compare.run, compressor="mp"))
+
+
+if __name__ == "__main__":
+    main()
