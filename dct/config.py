@@ -58,9 +58,16 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Synthetic Criteo-like clicks labelled by a hidden teacher (see ``dct.data.synthetic``)."""
+    """``synthetic``: Criteo-like clicks labelled by a hidden teacher (``dct.data.synthetic``).
+    ``criteo``: preprocessed Criteo files in ``path`` (``dct.data.criteo``); the eval split is
+    the last ``eval_fraction`` of its rows, or the directory ``eval_path``. With ``criteo`` the
+    feature counts and ``cardinalities`` come from the files, and the ``synthetic``-only
+    settings are ignored."""
 
     name: str = "synthetic"
+    path: Optional[str] = None
+    eval_path: Optional[str] = None
+    eval_fraction: float = 1 / 7
     num_dense: int = 13
     cardinalities: list[int] = field(default_factory=lambda: list(DEFAULT_CARDINALITIES))
     ids_per_feature: int = 1
@@ -168,7 +175,16 @@ def validate(cfg: RunConfig, world_size: int) -> None:
         f"{model.embedding_dim}: the interaction takes dot products of equal-width vectors",
     )
     _require(all(w >= 1 for w in [*model.bottom_mlp, *model.top_mlp]), "MLP widths must be >= 1")
-    _require(data.name == "synthetic", f"data.name={data.name!r} is unknown; use 'synthetic'")
+    _require(
+        data.name in ("synthetic", "criteo"),
+        f"data.name={data.name!r} is unknown; use data=synthetic or data=criteo",
+    )
+    _require(
+        data.name != "criteo" or data.path is not None,
+        "data=criteo needs data.path=DIR: a directory written by "
+        "'python -m dct.data.criteo_preprocess DIR FILE...'",
+    )
+    _require(0.0 < data.eval_fraction < 1.0, "data.eval_fraction must be in (0, 1)")
     _require(len(data.cardinalities) >= 1, "data.cardinalities needs at least one table")
     _require(all(c >= 1 for c in data.cardinalities), "data.cardinalities must all be >= 1")
     _require(data.num_dense >= 1, "data.num_dense must be >= 1")

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from dct.config import RunConfig, validate
+from dct.data.sources import with_data_shape
 from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import summary_metrics, train
 from dct.train.sinks import write_json_atomically
@@ -66,6 +67,7 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device, compressor: str) ->
     ``run_dir/benchmark.json``."""
     world = dist.get_world_size()
     validate(cfg, world)
+    cfg = with_data_shape(cfg)
     topology = Topology(
         GridShape(world, cfg.parallel.mp_size, len(cfg.data.cardinalities)), device.type
     )

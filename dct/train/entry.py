@@ -1,8 +1,8 @@
 """What every entry point (training, benchmarks) does around its work.
 
 Only rank 0 logs below WARNING; the work runs inside a started process group that is destroyed
-on every exit path; a user mistake (``ConfigError``) ends the process with one line and exit
-code 2, its traceback kept for ``HYDRA_FULL_ERROR=1``.
+on every exit path; a user mistake (``ConfigError``, ``DataError``) ends the process with one
+line and exit code 2, its traceback kept for ``HYDRA_FULL_ERROR=1``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from dct.config import ConfigError, RunConfig
+from dct.data.criteo_format import DataError
 from dct.parallel.process_group import distributed
 
 log = logging.getLogger("dct.launch")
@@ -35,8 +36,9 @@ def run_or_exit(cfg: RunConfig, run_dir: Path, work: Work) -> None:
     try:
         with distributed(cfg.parallel.backend, cfg.parallel.timeout_s) as backend:
             work(cfg, run_dir, backend.device)
-    except ConfigError as error:
+    except (ConfigError, DataError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        log.error("config error: %s", error)
+        kind = "config" if isinstance(error, ConfigError) else "data"
+        log.error("%s error: %s", kind, error)
         sys.exit(2)

@@ -16,7 +16,7 @@ from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import CHANNELS, ByteMeter, ChannelBytes
 from dct.config import OptimConfig, RunConfig
 from dct.data.batching import RankBatch, RankReader
-from dct.data.synthetic import SyntheticClicks
+from dct.data.sources import open_source
 from dct.parallel.hybrid import HybridDLRM, embedding_codecs
 from dct.parallel.topology import Topology
 from dct.train import compression_report
@@ -129,7 +129,7 @@ def train(
     model = build_model(cfg, topology, meter, device)
     optimizer = build_optimizer(cfg.optim, cfg.train.lr, model.parameters())
     reader = RankReader(
-        SyntheticClicks(cfg.data, cfg.seed),
+        open_source(cfg),
         cfg.train.batch_size,
         topology.world_size,
         topology.mp_size,

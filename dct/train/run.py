@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from dct.config import RunConfig, validate
+from dct.data.sources import with_data_shape
 from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import summary_metrics, train
 from dct.train.sinks import open_sinks, write_json_atomically
@@ -26,6 +27,7 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
     """
     world_size = dist.get_world_size()
     validate(cfg, world_size)
+    cfg = with_data_shape(cfg)
     shape = GridShape(world_size, cfg.parallel.mp_size, len(cfg.data.cardinalities))
     topology = Topology(shape, device.type)
     lead = topology.rank == 0
