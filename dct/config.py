@@ -48,12 +48,15 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     """DLRM shape. ``bottom_mlp`` ends at ``embedding_dim`` (the interaction needs equal widths);
-    ``top_mlp`` lists hidden widths only: a final layer to one logit is always added."""
+    ``top_mlp`` lists hidden widths only: a final layer to one logit is always added. ``cuts``
+    (pipeline mode): layers after which the model is split into stages, ``bottom_mlp.i`` or
+    ``top_mlp.i`` (``models.dlrm_stages``)."""
 
     name: str = "dlrm"
     embedding_dim: int = 16
     bottom_mlp: list[int] = field(default_factory=lambda: [64, 16])
     top_mlp: list[int] = field(default_factory=lambda: [64, 32])
+    cuts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,9 +82,13 @@ class DataConfig:
 
 @dataclass
 class ParallelConfig:
-    """``mp_size`` ranks share out the tables; ``world_size / mp_size`` replicas of each shard."""
+    """``mp_mode=embedding``: ``mp_size`` ranks share out the tables, ``world_size / mp_size``
+    replicas of each shard. ``mp_mode=pipeline``: the model is cut into ``len(model.cuts) + 1``
+    stages, one per rank, each batch in ``microbatches`` equal parts."""
 
+    mp_mode: str = "embedding"
     mp_size: int = 1
+    microbatches: int = 2
     backend: str = "auto"
     timeout_s: float = 300.0
 
@@ -192,6 +199,7 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _require(data.zipf_exponent > 0, "data.zipf_exponent must be > 0")
     _require(data.eval_size >= 1, "data.eval_size must be >= 1")
     _require(cfg.parallel.timeout_s > 0, "parallel.timeout_s must be > 0 (seconds)")
+    _validate_pipeline(cfg, world_size)
     _require(cfg.optim.name in ("sgd", "adagrad"), f"optim={cfg.optim.name!r}: use sgd or adagrad")
     _validate_dct_dp(cfg.dct.dp)
     _validate_dct_mp(cfg.dct.mp)
@@ -199,10 +207,52 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _require(train.lr > 0, "train.lr must be > 0")
     _require(train.eval_every >= 1, "train.eval_every must be >= 1")
     _require(train.log_every >= 1, "train.log_every must be >= 1")
+    if cfg.parallel.mp_mode != "pipeline":
+        _require(
+            train.batch_size >= world_size and train.batch_size % world_size == 0,
+            f"train.batch_size={train.batch_size} must be a positive multiple of the world size "
+            f"({world_size}): every rank trains on an equal slice of each global batch",
+        )
+
+
+def model_parallel_size(cfg: RunConfig) -> int:
+    """Ranks per model replica: ``parallel.mp_size``, or the number of pipeline stages."""
+    if cfg.parallel.mp_mode == "pipeline":
+        return len(cfg.model.cuts) + 1
+    return cfg.parallel.mp_size
+
+
+def _validate_pipeline(cfg: RunConfig, world_size: int) -> None:
+    parallel, cuts = cfg.parallel, list(cfg.model.cuts)
     _require(
-        train.batch_size >= world_size and train.batch_size % world_size == 0,
-        f"train.batch_size={train.batch_size} must be a positive multiple of the world size "
-        f"({world_size}): every rank trains on an equal slice of each global batch",
+        parallel.mp_mode in ("embedding", "pipeline"),
+        f"parallel.mp_mode={parallel.mp_mode!r}: use embedding (tables sharded over the MP "
+        "group) or pipeline (the model cut into stages at model.cuts)",
+    )
+    if parallel.mp_mode == "embedding":
+        _require(
+            not cuts,
+            f"model.cuts={cuts} needs parallel.mp_mode=pipeline; for embedding mode set "
+            "model.cuts=[]",
+        )
+        return
+    stages = len(cuts) + 1
+    _require(cuts, "parallel.mp_mode=pipeline needs model.cuts, e.g. model.cuts=[bottom_mlp.1]")
+    _require(
+        parallel.mp_size in (1, stages),
+        f"parallel.mp_size={parallel.mp_size}, but model.cuts={cuts} make {stages} stages: "
+        "in pipeline mode the stages are the model-parallel ranks; leave mp_size at 1",
+    )
+    _require(
+        world_size == stages,
+        f"{world_size} processes for {stages} pipeline stages: pipeline mode runs one replica "
+        f"for now, so launch exactly {stages} processes (or change model.cuts)",
+    )
+    _require(parallel.microbatches >= 1, "parallel.microbatches must be >= 1")
+    _require(
+        cfg.train.batch_size % parallel.microbatches == 0,
+        f"train.batch_size={cfg.train.batch_size} does not split into "
+        f"parallel.microbatches={parallel.microbatches} equal micro-batches",
     )
 
 

@@ -29,6 +29,7 @@ from dct.comm.meter import ByteMeter
 from dct.compression.wire_dtype import wire_dtype
 from dct.config import DCTDPConfig, DCTMPConfig
 from dct.data.batch import SparseFeatures
+from dct.data.batching import RankBatch
 from dct.parallel.sharding import assign_tables
 from dct.parallel.topology import Topology
 from models.dlrm import DenseTower, build_table
@@ -101,18 +102,20 @@ def _data_parallel(
     return ddp, state
 
 
-def embedding_codecs(dct_mp: DCTMPConfig, dim: int) -> CodecPair:
-    """The embedding all-to-all's codec pair: DCT-MP if enabled (``granularity=table`` selects
-    within each table's ``dim`` values), else the dense identity."""
+def mp_codecs(dct_mp: DCTMPConfig, segment: int | None = None) -> CodecPair:
+    """The codec pair of a model-parallel transfer: DCT-MP if enabled, selecting per row or per
+    ``segment`` of a row, else the dense identity."""
     if not dct_mp.enabled:
         return DENSE
     value_dtype = wire_dtype(dct_mp.value_dtype)
-    return dct_mp_codecs(
-        dct_mp.density,
-        value_dtype,
-        value_dtype if dct_mp.grad_dtype is None else wire_dtype(dct_mp.grad_dtype),
-        segment=dim if dct_mp.granularity == "table" else None,
-    )
+    grad_dtype = value_dtype if dct_mp.grad_dtype is None else wire_dtype(dct_mp.grad_dtype)
+    return dct_mp_codecs(dct_mp.density, value_dtype, grad_dtype, segment)
+
+
+def embedding_codecs(dct_mp: DCTMPConfig, dim: int) -> CodecPair:
+    """The embedding all-to-all's pair: ``granularity=table`` selects within each table's
+    ``dim`` values."""
+    return mp_codecs(dct_mp, dim if dct_mp.granularity == "table" else None)
 
 
 class HybridDLRM(nn.Module):
@@ -160,6 +163,18 @@ class HybridDLRM(nn.Module):
             torch.tensor([arrival_order.index(t) for t in range(len(table_sizes))], device=device),
             persistent=False,
         )
+
+    def train_step(self, batch: RankBatch) -> Tensor:
+        """Forward and backward of this rank's samples; returns their summed loss, detached."""
+        local = batch.local
+        logits = self(local.dense, batch.group_sparse)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, local.labels)
+        loss.backward()
+        return loss.detach() * local.num_samples
+
+    def predict(self, batch: RankBatch) -> Tensor:
+        """Click probabilities of this rank's samples."""
+        return torch.sigmoid(self(batch.local.dense, batch.group_sparse))
 
     def shard_tables(self) -> TableShard:
         """The local tables, unwrapped from DDP."""

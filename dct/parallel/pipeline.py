@@ -88,7 +88,17 @@ class PipelineStage:
             return None
         return torch.stack([flight.output.detach() for flight in flights]).sum()
 
-    def _forward(self, micro: Batch, batch_size: int) -> _InFlight:
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> Tensor | None:
+        """Forward only, the batch whole: logits on the last stage, ``None`` elsewhere."""
+        _, _, output = self._run(batch)
+        if self.module.is_last:
+            return output
+        send_rows(output, self.codecs.forward, None, self.next)
+        return None
+
+    def _run(self, micro: Batch) -> tuple[Tensor | None, object, Tensor]:
+        """Receive this stage's input (if any) and apply the stage."""
         incoming, incoming_ctx = None, None
         if self.previous is not None:
             incoming, incoming_ctx = recv_rows(
@@ -100,12 +110,16 @@ class PipelineStage:
                 self.previous,
                 micro.dense.device,
             )
-            incoming.requires_grad_()
+            incoming.requires_grad_(torch.is_grad_enabled())
         output = self.module(
             incoming,
             micro.dense if self.module.is_first else None,
             micro.sparse if self.module.reads_ids else None,
         )
+        return incoming, incoming_ctx, output
+
+    def _forward(self, micro: Batch, batch_size: int) -> _InFlight:
+        incoming, incoming_ctx, output = self._run(micro)
         if self.module.is_last:
             summed = nn.functional.binary_cross_entropy_with_logits(
                 output, micro.labels, reduction="sum"

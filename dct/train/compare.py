@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from dct.config import RunConfig, validate
+from dct.config import RunConfig, model_parallel_size, validate
 from dct.data.sources import with_data_shape
 from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import summary_metrics, train
@@ -69,7 +69,7 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device, compressor: str) ->
     validate(cfg, world)
     cfg = with_data_shape(cfg)
     topology = Topology(
-        GridShape(world, cfg.parallel.mp_size, len(cfg.data.cardinalities)), device.type
+        GridShape(world, model_parallel_size(cfg), len(cfg.data.cardinalities)), device.type
     )
     rows = dense_and_compressed(cfg, compressor, topology, device)
     if topology.rank == 0:

@@ -9,6 +9,7 @@ from dct.comm.codec import CodecPair
 from dct.comm.dct_dp import DCTDPState
 from dct.comm.dct_mp import TopKRows
 from dct.parallel.hybrid import HybridDLRM
+from dct.parallel.pipeline_model import PipelineDLRM
 
 DPStats = dict[str, dict[str, float]]
 
@@ -21,11 +22,11 @@ class Snapshot:
     mp: tuple[int, int] | None
 
 
-def snapshot(model: HybridDLRM) -> Snapshot:
+def snapshot(model: HybridDLRM | PipelineDLRM) -> Snapshot:
     return Snapshot(_dp_stats(model.dp_states), _mp_counts(model.codecs))
 
 
-def interval_scalars(model: HybridDLRM, before: Snapshot) -> dict[str, float]:
+def interval_scalars(model: HybridDLRM | PipelineDLRM, before: Snapshot) -> dict[str, float]:
     """Scalars for the interval since ``before``; none for a compressor that is off."""
     return {
         **_dp_interval_scalars(model.dp_states, before.dp),
@@ -33,7 +34,7 @@ def interval_scalars(model: HybridDLRM, before: Snapshot) -> dict[str, float]:
     }
 
 
-def summary(model: HybridDLRM) -> dict[str, object]:
+def summary(model: HybridDLRM | PipelineDLRM) -> dict[str, object]:
     """This rank's totals; ``None`` values for a compressor that is off."""
     return {**_dp_summary(model.dp_states), **_mp_summary(model.codecs)}
 

@@ -12,6 +12,7 @@ from dct.comm.collectives import all_gather_cat
 from dct.comm.meter import ByteMeter
 from dct.data.batching import RankReader
 from dct.parallel.hybrid import HybridDLRM
+from dct.parallel.pipeline_model import PipelineDLRM
 
 
 @dataclass(frozen=True)
@@ -35,20 +36,31 @@ def num_eval_batches(eval_size: int, batch_size: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: HybridDLRM, reader: RankReader, eval_size: int, meter: ByteMeter) -> EvalResult:
-    """AUC, log-loss and accuracy of ``model`` on the eval split, gathered from all ranks."""
+def evaluate(
+    model: HybridDLRM | PipelineDLRM, reader: RankReader, eval_size: int, meter: ByteMeter
+) -> EvalResult:
+    """AUC, log-loss and accuracy of ``model`` on the eval split, gathered from all ranks.
+
+    Ranks without predictions (a pipeline's earlier stages) send rows marked as such, so every
+    rank gathers equal shapes and computes the same numbers from the predicting ranks' rows.
+    """
     was_training = model.training
     model.eval()
     columns = []
     for index in range(num_eval_batches(eval_size, reader.batch_size)):
         batch = reader.read("eval", index)
-        prob = torch.sigmoid(model(batch.local.dense, batch.group_sparse))
+        labels = batch.local.labels
+        prob = model.predict(batch)
+        predicted = torch.full_like(labels, float(prob is not None))
         truth = batch.local.click_prob
-        known = [prob, batch.local.labels] + ([] if truth is None else [truth])
-        columns.append(torch.stack([c.float() for c in known], dim=1))
+        known = [predicted, labels if prob is None else prob, labels]
+        columns.append(
+            torch.stack([c.float() for c in known + ([] if truth is None else [truth])], 1)
+        )
     model.train(was_training)
     gathered = all_gather_cat(torch.cat(columns), model.topology.world_group, meter)
     table = gathered.cpu().double().numpy()
+    table = table[table[:, 0] == 1.0, 1:]
     prob, label = table[:, 0], table[:, 1]
     truth = table[:, 2] if table.shape[1] > 2 else None
     return EvalResult(

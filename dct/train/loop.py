@@ -17,12 +17,13 @@ from dct.comm.meter import CHANNELS, ByteMeter, ChannelBytes
 from dct.config import OptimConfig, RunConfig
 from dct.data.batching import RankBatch, RankReader
 from dct.data.sources import open_source
-from dct.parallel.hybrid import HybridDLRM, embedding_codecs
+from dct.parallel.hybrid import HybridDLRM, embedding_codecs, mp_codecs
+from dct.parallel.pipeline_model import PipelineDLRM
 from dct.parallel.topology import Topology
 from dct.train import compression_report
 from dct.train.evaluation import EvalResult, evaluate
 from dct.train.sinks import MetricSink
-from models.dlrm import DenseTower
+from models.dlrm import DLRM, DenseTower
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 class TrainResult:
     """What a run produced. ``losses``: the global-batch mean loss of every step."""
 
-    model: HybridDLRM
+    model: HybridDLRM | PipelineDLRM
     losses: list[float]
     evaluation: EvalResult
     step_times: list[float]
@@ -49,7 +50,25 @@ def build_optimizer(
 
 def build_model(
     cfg: RunConfig, topology: Topology, meter: ByteMeter, device: torch.device
-) -> HybridDLRM:
+) -> HybridDLRM | PipelineDLRM:
+    model_cfg = cfg.model
+    if cfg.parallel.mp_mode == "pipeline":
+        dlrm = DLRM(
+            cfg.data.num_dense,
+            model_cfg.bottom_mlp,
+            cfg.data.cardinalities,
+            model_cfg.top_mlp,
+            cfg.seed,
+        )
+        return PipelineDLRM(
+            dlrm,
+            model_cfg.cuts,
+            topology,
+            meter,
+            device,
+            codecs=mp_codecs(cfg.dct.mp),
+            microbatches=cfg.parallel.microbatches,
+        )
     tower = DenseTower(
         cfg.data.num_dense,
         cfg.model.bottom_mlp,
@@ -101,15 +120,34 @@ def _traffic_scalars(
 
 
 def _train_step(
-    model: HybridDLRM, optimizer: torch.optim.Optimizer, batch: RankBatch
+    model: HybridDLRM | PipelineDLRM, optimizer: torch.optim.Optimizer, batch: RankBatch
 ) -> torch.Tensor:
     """One optimizer step; returns this rank's summed (not averaged) loss, detached."""
-    logits = model(batch.local.dense, batch.group_sparse)
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.local.labels)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss_sum = model.train_step(batch)
     optimizer.step()
-    return loss.detach() * batch.local.num_samples
+    return loss_sum
+
+
+def _reader(
+    cfg: RunConfig, topology: Topology, model: HybridDLRM | PipelineDLRM, device: torch.device
+) -> RankReader:
+    """Embedding mode: each rank its slice, its tables' ids for its MP group. Pipeline mode:
+    every stage of a replica reads the replica's whole slice."""
+    source, batch_size = open_source(cfg), cfg.train.batch_size
+    if cfg.parallel.mp_mode == "pipeline":
+        return RankReader(
+            source, batch_size, topology.dp_size, 1, topology.dp_rank, model.owned_tables, device
+        )
+    return RankReader(
+        source,
+        batch_size,
+        topology.world_size,
+        topology.mp_size,
+        topology.rank,
+        model.owned_tables,
+        device,
+    )
 
 
 def train(
@@ -128,15 +166,7 @@ def train(
     meter = ByteMeter()
     model = build_model(cfg, topology, meter, device)
     optimizer = build_optimizer(cfg.optim, cfg.train.lr, model.parameters())
-    reader = RankReader(
-        open_source(cfg),
-        cfg.train.batch_size,
-        topology.world_size,
-        topology.mp_size,
-        topology.rank,
-        model.owned_tables,
-        device,
-    )
+    reader = _reader(cfg, topology, model, device)
     steps, log_every, eval_every = cfg.train.steps, cfg.train.log_every, cfg.train.eval_every
     batch_size = cfg.train.batch_size
     losses: list[float] = []

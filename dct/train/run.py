@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from dct.config import RunConfig, validate
+from dct.config import RunConfig, model_parallel_size, validate
 from dct.data.sources import with_data_shape
 from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import summary_metrics, train
@@ -28,7 +28,7 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
     world_size = dist.get_world_size()
     validate(cfg, world_size)
     cfg = with_data_shape(cfg)
-    shape = GridShape(world_size, cfg.parallel.mp_size, len(cfg.data.cardinalities))
+    shape = GridShape(world_size, model_parallel_size(cfg), len(cfg.data.cardinalities))
     topology = Topology(shape, device.type)
     lead = topology.rank == 0
     log.info(

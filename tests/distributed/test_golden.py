@@ -20,6 +20,7 @@ from dct.config import (
     ParallelConfig,
     RunConfig,
     TrainConfig,
+    model_parallel_size,
 )
 from dct.data.synthetic import SyntheticClicks
 from dct.parallel.topology import GridShape, Topology
@@ -89,6 +90,13 @@ def reference_run(cfg: RunConfig) -> dict:
     }
 
 
+def assert_same_training(result: dict, reference: dict) -> None:
+    torch.testing.assert_close(
+        torch.tensor(result["losses"]), torch.tensor(reference["losses"]), rtol=RTOL, atol=0.0
+    )
+    assert result["auc"] == pytest.approx(reference["auc"], abs=1e-4)
+
+
 @pytest.mark.parametrize(
     "world_size, mp_size, optim",
     [(1, 1, "sgd"), (2, 2, "sgd"), (4, 2, "sgd"), (4, 4, "sgd"), (4, 2, "adagrad")],
@@ -99,16 +107,33 @@ def test_hybrid_training_equals_single_process(world_size, mp_size, optim, tmp_p
     ranks = run_ranks(world_size, train_rank, cfg, tmp_dir=tmp_path)
 
     for result in ranks:
-        torch.testing.assert_close(
-            torch.tensor(result["losses"]),
-            torch.tensor(reference["losses"]),
-            rtol=RTOL,
-            atol=0.0,
-        )
-        assert result["auc"] == pytest.approx(reference["auc"], abs=1e-4)
+        assert_same_training(result, reference)
         for table, weight in result["tables"].items():
             torch.testing.assert_close(weight, reference["tables"][table], rtol=0.0, atol=ATOL)
 
     owners = [set(result["tables"]) for result in ranks]
     assert set().union(*owners) == set(range(len(cfg.data.cardinalities)))
     assert all(owners[r] == owners[r % mp_size] for r in range(world_size))
+
+
+def train_pipeline_rank(cfg: RunConfig) -> dict:
+    shape = GridShape(dist.get_world_size(), model_parallel_size(cfg), len(cfg.data.cardinalities))
+    result = train(cfg, Topology(shape, "cpu"), torch.device("cpu"))
+    return {"losses": result.losses, "auc": result.evaluation.auc}
+
+
+@pytest.mark.parametrize(
+    "cuts, microbatches, optim",
+    [
+        (["bottom_mlp.0"], 2, "sgd"),
+        (["bottom_mlp.1", "top_mlp.0"], 4, "sgd"),
+        (["top_mlp.0"], 2, "adagrad"),
+    ],
+)
+def test_pipeline_training_equals_single_process(cuts, microbatches, optim, tmp_path):
+    cfg = small_config(1, optim)
+    cfg.parallel = ParallelConfig(mp_mode="pipeline", microbatches=microbatches)
+    cfg.model.cuts = cuts
+    reference = reference_run(cfg)
+    for result in run_ranks(len(cuts) + 1, train_pipeline_rank, cfg, tmp_dir=tmp_path):
+        assert_same_training(result, reference)

@@ -109,6 +109,23 @@ def test_dct_mp_run_reports_its_compression(tmp_path):
     assert "dct-mp on rank 0: kept 0.0625" in done.stderr + done.stdout
 
 
+def test_pipeline_run_reports_dct_mp_at_its_cut(tmp_path):
+    pipeline = ["parallel.mp_mode=pipeline", "model.cuts=[bottom_mlp.0]", "parallel.microbatches=4"]
+    dct_mp = ["dct.mp.enabled=true", "dct.mp.density=0.25", "dct.mp.value_dtype=float16"]
+    done = launch([*SMALL, *pipeline, *dct_mp, f"hydra.run.dir={tmp_path}"], nproc=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # The cut is the bottom MLP's 64-wide first layer: 16 fp16 values and uint8 positions a
+    # sample forward (48 bytes against 256), 16 fp16 gradients back (32 bytes against 256).
+    # Evaluation sends forward only. Both ranks are averaged: one sends forward, one back.
+    train_sent, train_dense = 12 * 128 * (48 + 32), 12 * 128 * (256 + 256)
+    eval_sent, eval_dense = 512 * 48, 512 * 256
+    assert metrics["mp_bytes_sent"] == (train_sent + 2 * eval_sent) // 2
+    assert metrics["mp_bytes_dense"] == (train_dense + 2 * eval_dense) // 2
+    assert metrics["mp_kept_fraction"] == 0.25
+    assert 0.5 < metrics["auc"] < metrics["bayes_auc"]
+
+
 def test_plain_python_trains_as_one_process(tmp_path):
     done = launch([*SMALL, f"hydra.run.dir={tmp_path}"], nproc=None)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -126,10 +143,14 @@ def test_plain_python_trains_as_one_process(tmp_path):
         ("train.stpes=5", "Key 'stpes' not in 'TrainConfig'"),
         ("dct.dp.density=0", "dct.dp.density=0.0 must be in (0, 1]"),
         ("dct.mp.granularity=row", "dct.mp.granularity='row': use sample"),
+        (
+            "parallel.mp_mode=pipeline model.cuts=[top_mlp.5]",
+            "model.cuts=['top_mlp.5']: unknown cut(s) ['top_mlp.5']: this model can be cut at",
+        ),
     ],
 )
 def test_user_mistakes_end_with_one_clear_line(override, message, tmp_path):
-    done = launch([*SMALL, override, f"hydra.run.dir={tmp_path}"], nproc=2)
+    done = launch([*SMALL, *override.split(), f"hydra.run.dir={tmp_path}"], nproc=2)
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert message in output

@@ -24,8 +24,15 @@ def with_dct_mp(**changes):
     return cfg
 
 
+def pipeline(cuts=("bottom_mlp.0",), **parallel):
+    cfg = with_changes(parallel={"mp_mode": "pipeline", **parallel})
+    cfg.model.cuts = list(cuts)
+    return cfg
+
+
 def test_defaults_are_valid():
     validate(RunConfig(), world_size=4)
+    validate(pipeline(cuts=["bottom_mlp.0", "top_mlp.0"]), world_size=3)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +55,12 @@ def test_defaults_are_valid():
         (with_changes(data={"name": "criteo"}), 1, "data=criteo needs data.path=DIR"),
         (with_changes(data={"name": "tsv"}), 1, "use data=synthetic or data=criteo"),
         (with_changes(data={"eval_fraction": 1.0}), 1, "data.eval_fraction must be in (0, 1)"),
+        (with_changes(parallel={"mp_mode": "tensor"}), 1, "use embedding (tables sharded"),
+        (with_changes(model={"cuts": ["top_mlp.0"]}), 1, "needs parallel.mp_mode=pipeline"),
+        (pipeline(cuts=()), 1, "parallel.mp_mode=pipeline needs model.cuts"),
+        (pipeline(mp_size=3), 2, "parallel.mp_size=3, but model.cuts="),
+        (pipeline(), 4, "4 processes for 2 pipeline stages: pipeline mode runs one replica"),
+        (pipeline(microbatches=3), 2, "does not split into parallel.microbatches=3 equal"),
         (with_dct_mp(density=0.0), 1, "dct.mp.density=0.0 must be in (0, 1]"),
         (with_dct_mp(density=1.5), 1, "dct.mp.density=1.5 must be in (0, 1]"),
         (with_dct_mp(value_dtype="int8"), 1, "dct.mp.value_dtype='int8': use float32"),

@@ -1,0 +1,68 @@
+"""A pipeline replica as the training loop sees it: the same face as ``HybridDLRM``.
+
+Every rank builds the whole DLRM from the seed (so stages start exactly as the single-process
+model would), cuts it at ``cuts`` and keeps the stage of its MP rank. Every stage reads the
+replica's whole batch; only the last one has a loss and predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dct.comm.codec import DENSE, CodecPair
+from dct.comm.meter import ByteMeter
+from dct.config import ConfigError
+from dct.data.batching import RankBatch
+from dct.parallel.pipeline import PipelineStage
+from dct.parallel.topology import Topology
+from models.dlrm import DLRM
+from models.dlrm_stages import CutError, split_dlrm
+
+
+class PipelineDLRM(nn.Module):
+    """This rank's stage of a DLRM pipelined over its MP group.
+
+    Example::
+
+        model = PipelineDLRM(DLRM(13, [512, 256, 64, 16], sizes, [512, 256], seed=0),
+                             ["bottom_mlp.1"], topology, meter, device, microbatches=4)
+        loss_sum = model.train_step(batch)  # then optimizer.step()
+    """
+
+    def __init__(
+        self,
+        model: DLRM,
+        cuts: Sequence[str],
+        topology: Topology,
+        meter: ByteMeter,
+        device: torch.device,
+        codecs: CodecPair = DENSE,
+        microbatches: int = 1,
+    ) -> None:
+        super().__init__()
+        try:
+            stages = split_dlrm(model, cuts)
+        except CutError as error:
+            raise ConfigError(f"model.cuts={list(cuts)}: {error}") from None
+        self.topology, self.meter, self.codecs = topology, meter, codecs
+        self.microbatches = microbatches
+        self.stage = stages[topology.mp_rank].to(device)
+        self.pipeline = PipelineStage(stages, topology.mp_rank, topology.mp_group, meter, codecs)
+        self.owned_tables = list(range(len(model.sparse_arch.tables)))
+        self.dp_states: dict = {}
+
+    def train_step(self, batch: RankBatch) -> Tensor:
+        """Forward and backward of the replica's batch; its summed loss on the last stage,
+        zero elsewhere (so a sum over ranks counts every sample once)."""
+        loss = self.pipeline.step(batch.local, self.microbatches)
+        if loss is None:
+            return torch.zeros((), device=batch.local.dense.device)
+        return loss * batch.local.num_samples
+
+    def predict(self, batch: RankBatch) -> Tensor | None:
+        """Click probabilities on the last stage, ``None`` elsewhere."""
+        logits = self.pipeline.predict(batch.local)
+        return None if logits is None else torch.sigmoid(logits)
