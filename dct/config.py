@@ -244,14 +244,15 @@ def _validate_pipeline(cfg: RunConfig, world_size: int) -> None:
         "in pipeline mode the stages are the model-parallel ranks; leave mp_size at 1",
     )
     _require(
-        world_size == stages,
-        f"{world_size} processes for {stages} pipeline stages: pipeline mode runs one replica "
-        f"for now, so launch exactly {stages} processes (or change model.cuts)",
+        world_size % stages == 0,
+        f"{world_size} processes for {stages} pipeline stages: launch a multiple of {stages} "
+        "(replicas x stages), or change model.cuts",
     )
+    replicas = world_size // stages
     _require(parallel.microbatches >= 1, "parallel.microbatches must be >= 1")
     _require(
-        cfg.train.batch_size % parallel.microbatches == 0,
-        f"train.batch_size={cfg.train.batch_size} does not split into "
+        cfg.train.batch_size % (replicas * parallel.microbatches) == 0,
+        f"train.batch_size={cfg.train.batch_size} does not split into {replicas} replica(s) x "
         f"parallel.microbatches={parallel.microbatches} equal micro-batches",
     )
 

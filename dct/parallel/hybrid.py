@@ -14,7 +14,7 @@ mean over the global batch, exactly what single-process training computes.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -84,9 +84,18 @@ def _data_parallel(
         process_group=group,
         init_sync=False,
     )
+    hook, state = gradient_hook(module, group, meter, dct_dp)
+    ddp.register_comm_hook(state, hook)
+    return ddp, state if isinstance(state, DCTDPState) else None
+
+
+def gradient_hook(
+    module: nn.Module, group: Any, meter: ByteMeter, dct_dp: DCTDPConfig | None
+) -> tuple[Callable, MeteredAllReduceState | DCTDPState]:
+    """The comm hook and state that average ``module``'s gradients over ``group``: DCT-DP if
+    enabled, else the metered all-reduce."""
     if dct_dp is None or not dct_dp.enabled:
-        ddp.register_comm_hook(MeteredAllReduceState(group, meter), metered_allreduce_hook)
-        return ddp, None
+        return metered_allreduce_hook, MeteredAllReduceState(group, meter)
     state = DCTDPState(
         process_group=group,
         density=dct_dp.density,
@@ -98,8 +107,7 @@ def _data_parallel(
         module=module,
         meter=meter,
     )
-    ddp.register_comm_hook(state, dct_dp_hook)
-    return ddp, state
+    return dct_dp_hook, state
 
 
 def mp_codecs(dct_mp: DCTMPConfig, segment: int | None = None) -> CodecPair:

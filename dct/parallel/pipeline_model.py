@@ -2,7 +2,9 @@
 
 Every rank builds the whole DLRM from the seed (so stages start exactly as the single-process
 model would), cuts it at ``cuts`` and keeps the stage of its MP rank. Every stage reads the
-replica's whole batch; only the last one has a loss and predictions.
+replica's whole batch; only the last one has a loss and predictions. With several replicas,
+each stage's gradients are averaged over its replica group after every step, through the same
+comm hooks DDP uses elsewhere (``dct.comm.grad_sync``): DCT-DP when ``dct.dp`` is enabled.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from dct.comm.codec import DENSE, CodecPair
+from dct.comm.dct_dp import DCTDPState
+from dct.comm.grad_sync import sync_gradients
 from dct.comm.meter import ByteMeter
-from dct.config import ConfigError
+from dct.config import ConfigError, DCTDPConfig
 from dct.data.batching import RankBatch
+from dct.parallel.hybrid import gradient_hook
 from dct.parallel.pipeline import PipelineStage
 from dct.parallel.topology import Topology
 from models.dlrm import DLRM
@@ -41,6 +46,7 @@ class PipelineDLRM(nn.Module):
         device: torch.device,
         codecs: CodecPair = DENSE,
         microbatches: int = 1,
+        dct_dp: DCTDPConfig | None = None,
     ) -> None:
         super().__init__()
         try:
@@ -52,12 +58,19 @@ class PipelineDLRM(nn.Module):
         self.stage = stages[topology.mp_rank].to(device)
         self.pipeline = PipelineStage(stages, topology.mp_rank, topology.mp_group, meter, codecs)
         self.owned_tables = list(range(len(model.sparse_arch.tables)))
-        self.dp_states: dict = {}
+        self.sync = None
+        self.dp_states: dict[str, DCTDPState] = {}
+        if topology.dp_size > 1:
+            self.sync = gradient_hook(self.stage, topology.replica_group, meter, dct_dp)
+            if isinstance(self.sync[1], DCTDPState):
+                self.dp_states["stage"] = self.sync[1]
 
     def train_step(self, batch: RankBatch) -> Tensor:
         """Forward and backward of the replica's batch; its summed loss on the last stage,
         zero elsewhere (so a sum over ranks counts every sample once)."""
         loss = self.pipeline.step(batch.local, self.microbatches)
+        if self.sync is not None:
+            sync_gradients(self.stage.parameters(), *self.sync)
         if loss is None:
             return torch.zeros((), device=batch.local.dense.device)
         return loss * batch.local.num_samples

@@ -68,6 +68,7 @@ def build_model(
             device,
             codecs=mp_codecs(cfg.dct.mp),
             microbatches=cfg.parallel.microbatches,
+            dct_dp=cfg.dct.dp,
         )
     tower = DenseTower(
         cfg.data.num_dense,

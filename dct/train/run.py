@@ -64,11 +64,16 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
                 metrics["dp_dense_fallbacks"],
             )
         if metrics["mp_kept_fraction"] is not None:
+            where = (
+                f"{len(cfg.model.cuts)} pipeline cut(s)"
+                if cfg.parallel.mp_mode == "pipeline"
+                else f"the embedding all-to-all, {cfg.dct.mp.granularity} granularity"
+            )
             log.info(
-                "dct-mp on rank 0: kept %.4f of the activations (density %g, %s granularity)",
+                "dct-mp on rank 0: kept %.4f of the activations (density %g, %s)",
                 metrics["mp_kept_fraction"],
                 cfg.dct.mp.density,
-                cfg.dct.mp.granularity,
+                where,
             )
         log.info(
             "auc %.4f (bayes auc %s), logloss %.4f | bytes per rank: dp %d sent / %d dense, "

@@ -14,6 +14,7 @@ from torch import nn
 
 from dct.config import (
     DataConfig,
+    DCTDPConfig,
     ModelConfig,
     OptimConfig,
     OutputConfig,
@@ -119,21 +120,32 @@ def test_hybrid_training_equals_single_process(world_size, mp_size, optim, tmp_p
 def train_pipeline_rank(cfg: RunConfig) -> dict:
     shape = GridShape(dist.get_world_size(), model_parallel_size(cfg), len(cfg.data.cardinalities))
     result = train(cfg, Topology(shape, "cpu"), torch.device("cpu"))
-    return {"losses": result.losses, "auc": result.evaluation.auc}
+    states = result.model.dp_states
+    return {"losses": result.losses, "auc": result.evaluation.auc, "dct_dp": list(states)}
 
 
 @pytest.mark.parametrize(
-    "cuts, microbatches, optim",
+    "replicas, cuts, microbatches, optim, dct_dp",
     [
-        (["bottom_mlp.0"], 2, "sgd"),
-        (["bottom_mlp.1", "top_mlp.0"], 4, "sgd"),
-        (["top_mlp.0"], 2, "adagrad"),
+        (1, ["bottom_mlp.0"], 2, "sgd", False),
+        (1, ["bottom_mlp.1", "top_mlp.0"], 4, "sgd", False),
+        (1, ["top_mlp.0"], 2, "adagrad", False),
+        (2, ["bottom_mlp.1"], 2, "sgd", False),
+        (2, ["top_mlp.0"], 2, "adagrad", False),
+        (2, ["bottom_mlp.1"], 2, "sgd", True),
     ],
 )
-def test_pipeline_training_equals_single_process(cuts, microbatches, optim, tmp_path):
+def test_pipeline_training_equals_single_process(
+    replicas, cuts, microbatches, optim, dct_dp, tmp_path
+):
+    """Replicas average each stage's gradients through the metered all-reduce hook, or through
+    DCT-DP at density 1.0, which sends every nonzero entry exactly."""
     cfg = small_config(1, optim)
     cfg.parallel = ParallelConfig(mp_mode="pipeline", microbatches=microbatches)
     cfg.model.cuts = cuts
+    cfg.dct.dp = DCTDPConfig(enabled=dct_dp, density=1.0)
     reference = reference_run(cfg)
-    for result in run_ranks(len(cuts) + 1, train_pipeline_rank, cfg, tmp_dir=tmp_path):
+    world = replicas * (len(cuts) + 1)
+    for result in run_ranks(world, train_pipeline_rank, cfg, tmp_dir=tmp_path):
         assert_same_training(result, reference)
+        assert result["dct_dp"] == (["stage"] if dct_dp else [])
