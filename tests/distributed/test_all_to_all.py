@@ -7,7 +7,7 @@ some blocks are empty, and codecs with several parts and forward-to-backward con
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -109,15 +109,22 @@ CODECS = {
 }
 
 
-def exchange_rank(codec_name: str) -> dict:
+def exchange_and_backprop(
+    x: torch.Tensor,
+    widths: list[int],
+    rows_to: Callable[[int, int], int],
+    receiver_weights: Callable[[int, int], torch.Tensor],
+    codecs: CodecPair,
+) -> dict:
+    """This rank's part of one exchange of ``x`` and a backward pass of the weighted sum of what
+    arrived: the blocks received, ``x``'s gradient and the bytes metered."""
     me, world = dist.get_rank(), dist.get_world_size()
-    codecs = CODECS[codec_name][0]
     meter = ByteMeter()
-    x = rank_input(me, world).requires_grad_()
+    x = x.requires_grad_()
     spec = RowExchange(
         send_rows=[rows_to(me, j) for j in range(world)],
         recv_rows=[rows_to(s, me) for s in range(world)],
-        widths=WIDTHS[:world],
+        widths=widths,
         group=dist.group.WORLD,
         meter=meter,
         codecs=codecs,
@@ -125,6 +132,13 @@ def exchange_rank(codec_name: str) -> dict:
     blocks = all_to_all_rows(x, spec)
     sum((block * receiver_weights(s, me)).sum() for s, block in enumerate(blocks)).backward()
     return {"blocks": [b.detach() for b in blocks], "grad": x.grad, "bytes": meter.totals()["mp"]}
+
+
+def exchange_rank(codec_name: str) -> dict:
+    me, world = dist.get_rank(), dist.get_world_size()
+    return exchange_and_backprop(
+        rank_input(me, world), WIDTHS[:world], rows_to, receiver_weights, CODECS[codec_name][0]
+    )
 
 
 @pytest.mark.parametrize("world", [3, 4])

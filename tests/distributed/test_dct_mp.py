@@ -21,11 +21,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from dct.comm.all_to_all import RowExchange, _AllToAllRows, all_to_all_rows
+from dct.comm.all_to_all import RowExchange, _AllToAllRows
 from dct.comm.codec import DENSE
 from dct.comm.dct_mp import dct_mp_codecs
 from dct.comm.meter import ByteMeter
 from tests.distributed.spawn import run_ranks
+from tests.distributed.test_all_to_all import exchange_and_backprop
 
 TABLES = [3, 2, 1, 2]
 DIM = 4
@@ -69,7 +70,6 @@ def reference_mask(block: torch.Tensor, density: float, segment: int | None) -> 
 
 def exchange(setting: dict) -> dict:
     me, world = dist.get_rank(), dist.get_world_size()
-    meter = ByteMeter()
     codecs = (
         DENSE
         if setting["density"] is None
@@ -77,18 +77,8 @@ def exchange(setting: dict) -> dict:
             setting["density"], setting["value_dtype"], setting["grad_dtype"], setting["segment"]
         )
     )
-    x = rank_input(me, world).requires_grad_()
-    spec = RowExchange(
-        send_rows=[rows_to(me, j) for j in range(world)],
-        recv_rows=[rows_to(s, me) for s in range(world)],
-        widths=[width(r) for r in range(world)],
-        group=dist.group.WORLD,
-        meter=meter,
-        codecs=codecs,
-    )
-    blocks = all_to_all_rows(x, spec)
-    sum((block * receiver_weights(s, me)).sum() for s, block in enumerate(blocks)).backward()
-    return {"blocks": [b.detach() for b in blocks], "grad": x.grad, "bytes": meter.totals()["mp"]}
+    widths = [width(r) for r in range(world)]
+    return exchange_and_backprop(rank_input(me, world), widths, rows_to, receiver_weights, codecs)
 
 
 def exchanges(settings: list[dict]) -> list[dict]:
