@@ -39,6 +39,7 @@ DEFAULT_CARDINALITIES = [
 ]
 
 WIRE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
+DP_HOOK_NAMES = ("allreduce", "fp16", "powersgd")
 
 
 class ConfigError(ValueError):
@@ -147,6 +148,20 @@ class DCTConfig:
 
 
 @dataclass
+class DPHookConfig:
+    """PyTorch's gradient compressors, run instead of the plain all-reduce as baselines for
+    DCT-DP (``dct.comm.torch_hooks``). ``name``: ``allreduce`` (fp32, uncompressed), ``fp16``
+    (``fp16_compress_hook``) or ``powersgd`` (``powerSGD_hook``, error feedback and warm start
+    on, seeded by the run's ``seed``). ``powersgd_rank``: rank of the low-rank factors;
+    ``powersgd_start_step``: the first this many steps all-reduce plainly (PowerSGD's
+    ``start_powerSGD_iter``, at least 2)."""
+
+    name: str = "allreduce"
+    powersgd_rank: int = 1
+    powersgd_start_step: int = 2
+
+
+@dataclass
 class OutputConfig:
     tensorboard: bool = True
     progress_bar: bool = True
@@ -161,6 +176,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     dct: DCTConfig = field(default_factory=DCTConfig)
+    dp_hook: DPHookConfig = field(default_factory=DPHookConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
@@ -202,6 +218,7 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _validate_pipeline(cfg, world_size)
     _require(cfg.optim.name in ("sgd", "adagrad"), f"optim={cfg.optim.name!r}: use sgd or adagrad")
     _validate_dct_dp(cfg.dct.dp)
+    _validate_dp_hook(cfg.dp_hook, cfg.dct.dp)
     _validate_dct_mp(cfg.dct.mp)
     _require(train.steps >= 1, "train.steps must be >= 1")
     _require(train.lr > 0, "train.lr must be > 0")
@@ -274,6 +291,24 @@ def _validate_dct_dp(dp: DCTDPConfig) -> None:
     _require_wire_dtype("dct.dp.value_dtype", dp.value_dtype)
     _require(dp.guard_factor > 1.0, "dct.dp.guard_factor must be > 1 (a multiple of the target)")
     _require(dp.threshold_sample_size >= 0, "dct.dp.threshold_sample_size must be >= 0 (0: exact)")
+
+
+def _validate_dp_hook(hook: DPHookConfig, dct_dp: DCTDPConfig) -> None:
+    _require(
+        hook.name in DP_HOOK_NAMES,
+        f"dp_hook.name={hook.name!r}: use allreduce, fp16 or powersgd",
+    )
+    _require(hook.powersgd_rank >= 1, "dp_hook.powersgd_rank must be >= 1")
+    _require(
+        hook.powersgd_start_step >= 2,
+        f"dp_hook.powersgd_start_step={hook.powersgd_start_step} must be >= 2: DDP settles its "
+        "buckets first",
+    )
+    _require(
+        hook.name == "allreduce" or not dct_dp.enabled,
+        f"dct.dp.enabled=true and dp_hook.name={hook.name}: pick one gradient compressor "
+        "(dct.dp.enabled=false, or dp_hook.name=allreduce)",
+    )
 
 
 def _validate_dct_mp(mp: DCTMPConfig) -> None:

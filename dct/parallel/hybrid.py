@@ -26,8 +26,13 @@ from dct.comm.dct_dp import DCTDPState, dct_dp_hook
 from dct.comm.dct_mp import dct_mp_codecs
 from dct.comm.ddp_hooks import MeteredAllReduceState, metered_allreduce_hook
 from dct.comm.meter import ByteMeter
+from dct.comm.torch_hooks import (
+    MeteredPowerSGDState,
+    metered_fp16_hook,
+    metered_powersgd_hook,
+)
 from dct.compression.wire_dtype import wire_dtype
-from dct.config import DCTDPConfig, DCTMPConfig
+from dct.config import DCTDPConfig, DCTMPConfig, DPHookConfig
 from dct.data.batch import SparseFeatures
 from dct.data.batching import RankBatch
 from dct.parallel.sharding import assign_tables
@@ -71,8 +76,10 @@ def _data_parallel(
     meter: ByteMeter,
     device: torch.device,
     dct_dp: DCTDPConfig | None,
+    dp_hook: DPHookConfig | None,
+    seed: int,
 ) -> tuple[nn.Module, DCTDPState | None]:
-    """DDP over ``group`` with the DCT-DP hook if enabled, else the metered all-reduce hook.
+    """DDP over ``group`` with the comm hook ``gradient_hook`` picks; its state if DCT-DP's.
 
     A group of one needs no wrapper.
     """
@@ -84,30 +91,48 @@ def _data_parallel(
         process_group=group,
         init_sync=False,
     )
-    hook, state = gradient_hook(module, group, meter, dct_dp)
+    hook, state = gradient_hook(module, group, meter, dct_dp, dp_hook, seed)
     ddp.register_comm_hook(state, hook)
     return ddp, state if isinstance(state, DCTDPState) else None
 
 
 def gradient_hook(
-    module: nn.Module, group: Any, meter: ByteMeter, dct_dp: DCTDPConfig | None
-) -> tuple[Callable, MeteredAllReduceState | DCTDPState]:
+    module: nn.Module,
+    group: Any,
+    meter: ByteMeter,
+    dct_dp: DCTDPConfig | None = None,
+    dp_hook: DPHookConfig | None = None,
+    seed: int = 0,
+) -> tuple[Callable, DCTDPState | MeteredPowerSGDState | MeteredAllReduceState]:
     """The comm hook and state that average ``module``'s gradients over ``group``: DCT-DP if
-    enabled, else the metered all-reduce."""
-    if dct_dp is None or not dct_dp.enabled:
-        return metered_allreduce_hook, MeteredAllReduceState(group, meter)
-    state = DCTDPState(
-        process_group=group,
-        density=dct_dp.density,
-        update_every=dct_dp.update_every,
-        warmup_steps=dct_dp.warmup_steps,
-        value_dtype=dct_dp.value_dtype,
-        guard_factor=dct_dp.guard_factor,
-        threshold_sample_size=dct_dp.threshold_sample_size,
-        module=module,
-        meter=meter,
-    )
-    return dct_dp_hook, state
+    enabled, else the ``dp_hook`` named (the metered all-reduce, PyTorch's fp16 cast or
+    PowerSGD seeded with ``seed``, which every rank of the group must share)."""
+    if dct_dp is not None and dct_dp.enabled:
+        state = DCTDPState(
+            process_group=group,
+            density=dct_dp.density,
+            update_every=dct_dp.update_every,
+            warmup_steps=dct_dp.warmup_steps,
+            value_dtype=dct_dp.value_dtype,
+            guard_factor=dct_dp.guard_factor,
+            threshold_sample_size=dct_dp.threshold_sample_size,
+            module=module,
+            meter=meter,
+        )
+        return dct_dp_hook, state
+    name = "allreduce" if dp_hook is None else dp_hook.name
+    if name == "fp16":
+        return metered_fp16_hook, MeteredAllReduceState(group, meter)
+    if name == "powersgd":
+        state = MeteredPowerSGDState(
+            group,
+            meter,
+            matrix_approximation_rank=dp_hook.powersgd_rank,
+            start_powerSGD_iter=dp_hook.powersgd_start_step,
+            random_seed=seed,
+        )
+        return metered_powersgd_hook, state
+    return metered_allreduce_hook, MeteredAllReduceState(group, meter)
 
 
 def mp_codecs(dct_mp: DCTMPConfig, segment: int | None = None) -> CodecPair:
@@ -131,7 +156,8 @@ class HybridDLRM(nn.Module):
 
     Initialisation matches ``models.dlrm.DLRM`` with the same seed on any grid, so DDP's start-up
     broadcast is skipped (``init_sync=False``): every rank already holds identical weights.
-    With ``dct_dp`` enabled, both DDPs use the DCT-DP hook; ``dp_states`` holds their states by
+    Both DDPs use the same comm hook: DCT-DP's with ``dct_dp`` enabled, else the one
+    ``dp_hook`` names (PowerSGD seeded with ``seed``). ``dp_states`` holds the DCT-DP states by
     name (``tables``, ``tower``; a group of one has none) for checkpoints and reporting.
 
     Example::
@@ -151,6 +177,7 @@ class HybridDLRM(nn.Module):
         device: torch.device,
         codecs: CodecPair = DENSE,
         dct_dp: DCTDPConfig | None = None,
+        dp_hook: DPHookConfig | None = None,
     ) -> None:
         super().__init__()
         self.topology, self.meter, self.codecs, self.dim = topology, meter, codecs, dim
@@ -158,10 +185,10 @@ class HybridDLRM(nn.Module):
         self.owned_tables = self.plan[topology.mp_rank]
         shard = TableShard(self.owned_tables, table_sizes, dim, seed).to(device)
         self.shard, tables_state = _data_parallel(
-            shard, topology.replica_group, meter, device, dct_dp
+            shard, topology.replica_group, meter, device, dct_dp, dp_hook, seed
         )
         self.dense_tower, tower_state = _data_parallel(
-            dense_tower.to(device), topology.world_group, meter, device, dct_dp
+            dense_tower.to(device), topology.world_group, meter, device, dct_dp, dp_hook, seed
         )
         states = {"tables": tables_state, "tower": tower_state}
         self.dp_states = {name: state for name, state in states.items() if state is not None}

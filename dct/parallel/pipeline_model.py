@@ -4,7 +4,8 @@ Every rank builds the whole DLRM from the seed (so stages start exactly as the s
 model would), cuts it at ``cuts`` and keeps the stage of its MP rank. Every stage reads the
 replica's whole batch; only the last one has a loss and predictions. With several replicas,
 each stage's gradients are averaged over its replica group after every step, through the same
-comm hooks DDP uses elsewhere (``dct.comm.grad_sync``): DCT-DP when ``dct.dp`` is enabled.
+comm hooks DDP uses elsewhere (``dct.comm.grad_sync``): DCT-DP when ``dct.dp`` is enabled, else
+the one ``dp_hook`` names (PowerSGD seeded with ``seed``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dct.comm.codec import DENSE, CodecPair
 from dct.comm.dct_dp import DCTDPState
 from dct.comm.grad_sync import sync_gradients
 from dct.comm.meter import ByteMeter
-from dct.config import ConfigError, DCTDPConfig
+from dct.config import ConfigError, DCTDPConfig, DPHookConfig
 from dct.data.batching import RankBatch
 from dct.parallel.hybrid import gradient_hook
 from dct.parallel.pipeline import PipelineStage
@@ -47,6 +48,8 @@ class PipelineDLRM(nn.Module):
         codecs: CodecPair = DENSE,
         microbatches: int = 1,
         dct_dp: DCTDPConfig | None = None,
+        dp_hook: DPHookConfig | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         try:
@@ -61,7 +64,9 @@ class PipelineDLRM(nn.Module):
         self.sync = None
         self.dp_states: dict[str, DCTDPState] = {}
         if topology.dp_size > 1:
-            self.sync = gradient_hook(self.stage, topology.replica_group, meter, dct_dp)
+            self.sync = gradient_hook(
+                self.stage, topology.replica_group, meter, dct_dp, dp_hook, seed
+            )
             if isinstance(self.sync[1], DCTDPState):
                 self.dp_states["stage"] = self.sync[1]
 

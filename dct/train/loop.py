@@ -69,6 +69,8 @@ def build_model(
             codecs=mp_codecs(cfg.dct.mp),
             microbatches=cfg.parallel.microbatches,
             dct_dp=cfg.dct.dp,
+            dp_hook=cfg.dp_hook,
+            seed=cfg.seed,
         )
     tower = DenseTower(
         cfg.data.num_dense,
@@ -87,6 +89,7 @@ def build_model(
         device,
         codecs=embedding_codecs(cfg.dct.mp, cfg.model.embedding_dim),
         dct_dp=cfg.dct.dp,
+        dp_hook=cfg.dp_hook,
     )
 
 

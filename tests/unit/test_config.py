@@ -24,6 +24,12 @@ def with_dct_mp(**changes):
     return cfg
 
 
+def with_dp_hook(dct_dp_enabled=False, **changes):
+    cfg = with_dct_dp(enabled=dct_dp_enabled)
+    cfg.dp_hook = dataclasses.replace(cfg.dp_hook, **changes)
+    return cfg
+
+
 def pipeline(cuts=("bottom_mlp.0",), **parallel):
     cfg = with_changes(parallel={"mp_mode": "pipeline", **parallel})
     cfg.model.cuts = list(cuts)
@@ -32,6 +38,8 @@ def pipeline(cuts=("bottom_mlp.0",), **parallel):
 
 def test_defaults_are_valid():
     validate(RunConfig(), world_size=4)
+    validate(with_dp_hook(name="fp16"), world_size=2)
+    validate(with_dp_hook(name="powersgd", powersgd_rank=4, powersgd_start_step=2), world_size=2)
     validate(pipeline(cuts=["bottom_mlp.0", "top_mlp.0"]), world_size=3)
 
 
@@ -62,6 +70,11 @@ def test_defaults_are_valid():
         (pipeline(), 3, "3 processes for 2 pipeline stages: launch a multiple of 2"),
         (pipeline(microbatches=3), 2, "does not split into 1 replica(s) x parallel.microbatches=3"),
         (pipeline(microbatches=384), 4, "does not split into 2 replica(s) x parallel.microbatch"),
+        (with_dp_hook(name="topk"), 1, "dp_hook.name='topk': use allreduce, fp16 or powersgd"),
+        (with_dp_hook(powersgd_rank=0), 1, "dp_hook.powersgd_rank must be >= 1"),
+        (with_dp_hook(powersgd_start_step=1), 1, "dp_hook.powersgd_start_step=1 must be >= 2"),
+        (with_dp_hook(True, name="fp16"), 1, "dct.dp.enabled=true and dp_hook.name=fp16: pick"),
+        (with_dp_hook(True, name="powersgd"), 1, "and dp_hook.name=powersgd: pick one gradient"),
         (with_dct_mp(density=0.0), 1, "dct.mp.density=0.0 must be in (0, 1]"),
         (with_dct_mp(density=1.5), 1, "dct.mp.density=1.5 must be in (0, 1]"),
         (with_dct_mp(value_dtype="int8"), 1, "dct.mp.value_dtype='int8': use float32"),
