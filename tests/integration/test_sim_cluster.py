@@ -1,0 +1,92 @@
+"""The simulated cluster (``launch/sim_cluster.sh``): a real 2-host job, its wire bytes against the
+byte meter, and its clean-up on success, on timeout and when refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.integration.test_launch import REPO, SMALL
+
+SCRIPT = str(REPO / "launch" / "sim_cluster.sh")
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None,
+    reason="the simulated cluster needs root and iproute2 (ip, tc) to create network namespaces",
+)
+
+
+def cluster(
+    options: list[str], train: list[str], timeout: float = 180
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        ["bash", SCRIPT, *options, "--", "launch/train.py", *train],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
+
+
+def namespaces() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+
+
+@needs_root
+def test_two_hosts_train_and_the_wire_carries_what_the_meter_counted(tmp_path):
+    before = namespaces()
+    done = cluster(
+        ["--hosts", "2", "--rate", "1gbit", "--timeout", "150", "--logs", str(tmp_path / "hosts")],
+        [*SMALL, "parallel.mp_size=2", f"hydra.run.dir={tmp_path}"],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 12
+    metered = sum(metrics[f"{c}_bytes_sent"] for c in ("dp", "mp", "other"))
+    wire = json.loads((tmp_path / "hosts" / "wire_bytes.json").read_text())
+    for host in ("host0", "host1"):
+        # Headers, rendezvous and the store ride on top of the payloads the meter counted.
+        assert metered <= wire[host]["tx_bytes"] <= 1.2 * metered + 2_000_000
+    assert namespaces() == before
+
+
+@needs_root
+def test_a_job_past_its_time_bound_is_stopped_and_cleaned_up(tmp_path):
+    before = namespaces()
+    done = cluster(
+        ["--hosts", "2", "--timeout", "4", "--logs", str(tmp_path / "hosts")],
+        ["train.steps=100000", "output.progress_bar=false", f"hydra.run.dir={tmp_path}"],
+        timeout=60,
+    )
+    assert done.returncode == 124
+    assert "still running after 4s" in done.stderr
+    assert namespaces() == before
+
+
+@needs_root
+def test_without_root_it_refuses_with_a_reason():
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "bash",
+            SCRIPT,
+            "--",
+            "launch/train.py",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    assert done.returncode == 2
+    assert "needs root" in done.stderr
