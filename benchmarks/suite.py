@@ -1,15 +1,16 @@
 """Every compressor on the same model, data and batches: on loopback and on a simulated cluster.
 
-    sudo python benchmarks/suite.py --out docs/benchmarks        # about 30 minutes on 2 cores
+    sudo python benchmarks/suite.py --out docs/benchmarks        # about 40 minutes on 2 cores
 
 Runs ``launch/train.py`` once per (method, place): dense (DDP all-reduce, fp32 all-to-all),
 PyTorch's fp16 hook, PowerSGD rank 1 and 4, DCT-DP, plain top-k every step, DCT-MP and DCT-DP +
-DCT-MP; on loopback (``torchrun --standalone``) and on ``launch/sim_cluster.sh`` (4 hosts, 1 Gbit/s
-links). On the cluster it also runs the DCT paper's timing curves (step time against
-``update_every`` and against DP and MP sparsity) and every method on 2 hosts for the scaling
-note. Each run is a fresh job with the same seed, so every method trains on the same batches.
-Results go to ``OUT/results.json`` after every run (``--resume`` skips the runs already there),
-then ``benchmarks/suite_report.py`` writes ``docs/benchmarks.md`` and the plots.
+DCT-MP; on loopback (``torchrun --standalone``) and on ``launch/sim_cluster.sh``: 4 hosts at
+``--rate`` (1 Gbit/s), 2 hosts at that rate for the scaling note, and 4 hosts at
+``--slow-rate`` (100 Mbit/s). On the main cluster it also runs the DCT paper's timing curves
+(step time against ``update_every`` and against DP and MP sparsity). Each run is a fresh job
+with the same seed, so every method trains on the same batches. Results go to
+``OUT/results.json`` after every run (``--resume`` skips the runs already there), then
+``benchmarks/suite_report.py`` writes ``OUT.md`` (``docs/benchmarks.md``) and the plots.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +73,47 @@ def test_a_job_past_its_time_bound_is_stopped_and_cleaned_up(tmp_path):
 
 
 @needs_root
+def test_a_dead_host_ends_the_job_at_once_and_says_which(tmp_path):
+    before = namespaces()
+    job = subprocess.Popen(
+        [
+            "bash",
+            SCRIPT,
+            "--hosts",
+            "2",
+            "--timeout",
+            "120",
+            "--logs",
+            str(tmp_path / "hosts"),
+            "--",
+            "launch/train.py",
+            "train.steps=100000",
+            "output.progress_bar=false",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    host1 = f"d{job.pid}h1"
+    log = tmp_path / "hosts" / "host0.log"
+    deadline = time.monotonic() + 60
+    while "grid:" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and job.poll() is None, "the job never started training"
+        time.sleep(0.5)
+    pids = subprocess.run(["ip", "netns", "pids", host1], capture_output=True, text=True).stdout
+    subprocess.run(["kill", "-KILL", *pids.split()], check=True)
+    _, stderr = job.communicate(timeout=30)
+    assert job.returncode != 0
+    assert "host 1 exited with" in stderr
+    assert namespaces() == before
+
+
+@needs_root
 def test_without_root_it_refuses_with_a_reason():
+    # The script comes in on stdin: an unprivileged user may not be able to read the checkout.
     done = subprocess.run(
         [
             "setpriv",
@@ -79,14 +121,16 @@ def test_without_root_it_refuses_with_a_reason():
             "--regid=65534",
             "--clear-groups",
             "bash",
-            SCRIPT,
+            "-s",
+            "--",
             "--",
             "launch/train.py",
         ],
+        input=Path(SCRIPT).read_text(),
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=REPO,
+        cwd="/",
     )
-    assert done.returncode == 2
+    assert done.returncode == 2, done.stderr
     assert "needs root" in done.stderr
