@@ -136,14 +136,21 @@ def curve_table(results: Results, place: Place, points: Mapping[str, Overrides])
     return "\n".join(lines)
 
 
+def _fallbacks(a: dict, b: dict) -> str:
+    """DCT-DP's exchanges sent as a dense all-reduce on rank 0, warm-up included; else blank."""
+    counts = (a.get("dp_dense_fallbacks"), b.get("dp_dense_fallbacks"))
+    return "" if None in counts else f"{counts[0]} → {counts[1]}"
+
+
 def scaling_table(
     results: Results, small: Place, large: Place, methods: Mapping[str, Overrides]
 ) -> str:
     hosts = (small.hosts, large.hosts)
     lines = [
         f"| method | DP bytes/step ({hosts[0]} → {hosts[1]} hosts) | growth "
-        f"| MP bytes/step ({hosts[0]} → {hosts[1]}) | growth | step ms ({hosts[0]} → {hosts[1]}) |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| MP bytes/step ({hosts[0]} → {hosts[1]}) | growth | step ms ({hosts[0]} → {hosts[1]}) "
+        f"| DCT-DP exchanges sent dense ({hosts[0]} → {hosts[1]}) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
     def growth(a: float, b: float) -> str:
@@ -156,7 +163,7 @@ def scaling_table(
         dp, mp = (per_step(a, "dp"), per_step(b, "dp")), (per_step(a, "mp"), per_step(b, "mp"))
         lines.append(
             f"| {name} | {dp[0]:,.0f} → {dp[1]:,.0f} | {growth(*dp)} | {mp[0]:,.0f} → {mp[1]:,.0f} "
-            f"| {growth(*mp)} | {_ms(a):.1f} → {_ms(b):.1f} |"
+            f"| {growth(*mp)} | {_ms(a):.1f} → {_ms(b):.1f} | {_fallbacks(a, b)} |"
         )
     return "\n".join(lines)
 
@@ -259,7 +266,8 @@ grows linearly: `(n-1) · density · N` values plus their Elias-Fano coded posit
 switches to a dense all-reduce of the selected values whenever the sparse form would send more;
 with fp16 values and ~1.2 bytes of position per entry at density 0.5–1%, that crossover is at
 about `n ≈ 2 · 4 / (3.2 · density)`, i.e. hundreds of hosts, so it never happens here outside the
-warm-up steps. DCT-MP's all-to-all hands each peer its slice: with a fixed global batch a rank
+exact warm-up steps, which take whichever form is smaller (the last column counts the dense
+ones on rank 0). DCT-MP's all-to-all hands each peer its slice: with a fixed global batch a rank
 pools `26/n` of the tables for the whole batch and keeps `1/n` of that, so its bytes go as
 `(n-1)/n²` for dense and compressed alike, and the MP ratio does not depend on `n`.
 """
