@@ -38,8 +38,17 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
         shape.mp_size,
         run_dir,
     )
-    if cfg.dct.dp.enabled and world_size == 1:
-        log.warning("dct.dp.enabled has no effect in one process: no gradient crosses a network")
+    no_gradient_sync = world_size == 1 or (
+        cfg.parallel.mp_mode == "pipeline" and shape.dp_size == 1
+    )
+    for setting, chosen in (
+        ("dct.dp.enabled=true", cfg.dct.dp.enabled),
+        (f"dp_hook.name={cfg.dp_hook.name}", cfg.dp_hook.name != "allreduce"),
+    ):
+        if chosen and no_gradient_sync:
+            log.warning(
+                "%s has no effect: no model replica, so no gradient crosses a network", setting
+            )
     if cfg.dct.mp.enabled and shape.mp_size == 1:
         log.warning(
             "dct.mp.enabled has no effect with parallel.mp_size=1: no activation crosses a network"

@@ -126,9 +126,10 @@ def test_pipeline_run_reports_dct_mp_at_its_cut(tmp_path):
     assert 0.5 < metrics["auc"] < metrics["bayes_auc"]
 
 
-def test_plain_python_trains_as_one_process(tmp_path):
-    done = launch([*SMALL, f"hydra.run.dir={tmp_path}"], nproc=None)
+def test_plain_python_trains_as_one_process_and_says_a_gradient_hook_does_nothing(tmp_path):
+    done = launch([*SMALL, "dp_hook.name=fp16", f"hydra.run.dir={tmp_path}"], nproc=None)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "dp_hook.name=fp16 has no effect" in done.stdout + done.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["world_size"] == 1
     assert metrics["mp_bytes_sent"] == metrics["dp_bytes_sent"] == 0
