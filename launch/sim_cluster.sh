@@ -72,7 +72,8 @@ trap 'exit 143' TERM
 shape() {
   local dev="$1" ns_exec=("${@:2}")
   if [[ "$delay" == "0" ]]; then
-    "${ns_exec[@]}" tc qdisc add dev "$dev" root tbf rate "$rate" burst 256kb latency 100ms
+    "${ns_exec[@]}" tc qdisc add dev "$dev" root tbf rate "$rate" burst 256kb latency 100ms \
+      2>/dev/null || fail "--rate $rate: tc does not take it; use its rate syntax, e.g. 1gbit or 100mbit"
   else
     "${ns_exec[@]}" tc qdisc add dev "$dev" root netem delay "$delay" rate "$rate" limit 100000 \
       2>/dev/null || fail "--delay $delay needs the kernel's sch_netem, which this kernel lacks; use --delay 0"

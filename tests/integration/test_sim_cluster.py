@@ -134,3 +134,12 @@ def test_without_root_it_refuses_with_a_reason():
     )
     assert done.returncode == 2, done.stderr
     assert "needs root" in done.stderr
+
+
+@needs_root
+def test_an_unusable_link_rate_is_refused_and_nothing_is_left():
+    before = namespaces()
+    done = cluster(["--hosts", "2", "--rate", "fast"], ["train.steps=1"], timeout=60)
+    assert done.returncode == 2
+    assert "--rate fast: tc does not take it" in done.stderr
+    assert namespaces() == before
