@@ -85,7 +85,10 @@ def curves() -> dict[str, dict[str, tuple[str, ...]]]:
             f"{s:g}": dct_dp(round(1 - s / 100, 6)) for s in DP_SPARSITY
         },
         "MP sparsity % (DCT-MP)": {f"{s:g}": dct_mp(round(1 - s / 100, 6)) for s in MP_SPARSITY},
-        "hybrid (MP 90% + DP 99%) vs dense": {"dense": (), "hybrid": dct_dp(0.01) + dct_mp(0.1)},
+        "hybrid (MP 90% + DP 99%) vs dense": {
+            "dense": METHODS["dense"],
+            "hybrid": METHODS["DCT-DP 1% + DCT-MP 10%"],
+        },
     }
 
 

@@ -22,16 +22,22 @@ needs_root = pytest.mark.skipif(
 )
 
 
+def cluster_command(options: list[str], train: list[str]) -> list[str]:
+    return ["bash", SCRIPT, *options, "--", "launch/train.py", *train]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def cluster(
     options: list[str], train: list[str], timeout: float = 180
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        ["bash", SCRIPT, *options, "--", "launch/train.py", *train],
+        cluster_command(options, train),
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=ENV,
         cwd=REPO,
     )
 
@@ -76,26 +82,15 @@ def test_a_job_past_its_time_bound_is_stopped_and_cleaned_up(tmp_path):
 def test_a_dead_host_ends_the_job_at_once_and_says_which(tmp_path):
     before = namespaces()
     job = subprocess.Popen(
-        [
-            "bash",
-            SCRIPT,
-            "--hosts",
-            "2",
-            "--timeout",
-            "120",
-            "--logs",
-            str(tmp_path / "hosts"),
-            "--",
-            "launch/train.py",
-            "train.steps=100000",
-            "output.progress_bar=false",
-            f"hydra.run.dir={tmp_path}",
-        ],
+        cluster_command(
+            ["--hosts", "2", "--timeout", "120", "--logs", str(tmp_path / "hosts")],
+            ["train.steps=100000", "output.progress_bar=false", f"hydra.run.dir={tmp_path}"],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env=ENV,
     )
     host1 = f"d{job.pid}h1"
     log = tmp_path / "hosts" / "host0.log"
