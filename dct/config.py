@@ -66,9 +66,12 @@ class DataConfig:
     ``criteo``: preprocessed Criteo files in ``path`` (``dct.data.criteo``); the eval split is
     the last ``eval_fraction`` of its rows, or the directory ``eval_path``. With ``criteo`` the
     feature counts and ``cardinalities`` come from the files, and the ``synthetic``-only
-    settings are ignored."""
+    settings are ignored. ``seed`` fixes the synthetic world (the teacher and every sample);
+    ``None`` means the run's ``seed``, which also initialises the model. Set it apart to train
+    several models on the same data."""
 
     name: str = "synthetic"
+    seed: Optional[int] = None
     path: Optional[str] = None
     eval_path: Optional[str] = None
     eval_fraction: float = 1 / 7
@@ -123,6 +126,7 @@ class DCTDPConfig:
     warmup_steps: int = 2
     value_dtype: str = "float32"
     guard_factor: float = 1.5
+    guard_window: int = 1
     threshold_sample_size: int = 0
 
 
@@ -214,6 +218,11 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _require(data.ids_per_feature >= 1, "data.ids_per_feature must be >= 1")
     _require(data.zipf_exponent > 0, "data.zipf_exponent must be > 0")
     _require(data.eval_size >= 1, "data.eval_size must be >= 1")
+    _require(cfg.seed >= 0, f"seed={cfg.seed} must be >= 0")
+    _require(
+        data.seed is None or data.seed >= 0,
+        f"data.seed={data.seed} must be >= 0, or null to follow seed",
+    )
     _require(cfg.parallel.timeout_s > 0, "parallel.timeout_s must be > 0 (seconds)")
     _validate_pipeline(cfg, world_size)
     _require(cfg.optim.name in ("sgd", "adagrad"), f"optim={cfg.optim.name!r}: use sgd or adagrad")
@@ -230,6 +239,11 @@ def validate(cfg: RunConfig, world_size: int) -> None:
             f"train.batch_size={train.batch_size} must be a positive multiple of the world size "
             f"({world_size}): every rank trains on an equal slice of each global batch",
         )
+
+
+def data_seed(cfg: RunConfig) -> int:
+    """The seed of the synthetic data: ``data.seed``, else the run's ``seed``."""
+    return cfg.seed if cfg.data.seed is None else cfg.data.seed
 
 
 def model_parallel_size(cfg: RunConfig) -> int:
@@ -290,6 +304,7 @@ def _validate_dct_dp(dp: DCTDPConfig) -> None:
     )
     _require_wire_dtype("dct.dp.value_dtype", dp.value_dtype)
     _require(dp.guard_factor > 1.0, "dct.dp.guard_factor must be > 1 (a multiple of the target)")
+    _require(dp.guard_window >= 1, "dct.dp.guard_window must be >= 1 (steps)")
     _require(dp.threshold_sample_size >= 0, "dct.dp.threshold_sample_size must be >= 0 (0: exact)")
 
 

@@ -5,19 +5,22 @@ Per parameter tensor (layer-wise, as in Gupta et al., KDD 2021), every step::
     acc = grad + residual
     if (step - warmup_steps) % update_every == 0:  tau = ceil(density * n)-th largest |acc|
     send acc where |acc| >= tau;  residual = acc - sent             # nothing is lost
+    if the layer's sending left the density band:  re-estimate tau and select again
     gradient handed to the optimizer = (sum over ranks of what they sent) / world_size
 
 The first ``warmup_steps`` steps are exact (every nonzero entry, fp32): DDP rebuilds its buckets
 after the first step and the earliest gradients are the largest, so compression starts once both
-have settled. A stale-threshold guard re-estimates a layer's ``tau`` early when the entries that
-pass exceed ``guard_factor`` times the target. State is keyed by parameter, not by bucket, so it
-survives bucket rebuilds and loads into a fresh DDP with another bucket layout. (No postponed
-annotations in this file: DDP checks the hook's ``bucket`` annotation at registration.)
+have settled. A two-sided guard (``dct.compression.density_guard``) re-estimates a layer's ``tau``
+early when what it sends leaves ``[density / guard_factor, density * guard_factor]``: at once when
+one step sends too much, after ``guard_window`` steps that sent too little. State is keyed by
+parameter, not by bucket, so it survives bucket rebuilds and loads into a fresh DDP with another
+bucket layout. (No postponed annotations in this file: DDP checks the hook's ``bucket``
+annotation at registration.)
 """
 
 import logging
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import torch
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 
 from dct.comm.meter import ByteMeter
 from dct.comm.sparse_all_reduce import SparseSum, sparse_all_reduce
+from dct.compression.density_guard import OVER, UNDER, DensityGuard, DensityWindow
 from dct.compression.hard_threshold import estimate_threshold, feed_back, select, target_count
 from dct.compression.wire_dtype import wire_dtype
 
@@ -38,6 +42,7 @@ MIN_WARMUP_STEPS = 2
 class _Layer:
     residual: Optional[Tensor] = None
     threshold: Optional[float] = None
+    window: DensityWindow = field(default_factory=DensityWindow)
 
 
 @dataclass
@@ -45,7 +50,8 @@ class _Counters:
     entries: int = 0
     entries_sent: int = 0
     threshold_estimates: int = 0
-    guard_refreshes: int = 0
+    guard_over: int = 0
+    guard_under: int = 0
     dense_fallbacks: int = 0
     bytes_sent: int = 0
     bytes_dense: int = 0
@@ -61,8 +67,10 @@ class DCTDPState:
         update_every: steps between threshold re-estimates (the paper's ``L``; thousands).
         warmup_steps: exact steps before compression starts (at least 2).
         value_dtype: wire dtype of the sent values: float32, float16 or bfloat16.
-        guard_factor: re-estimate a layer's threshold early once more than this many times its
-            target entries pass it (> 1).
+        guard_factor: the density band ``[density / f, density * f]`` (f > 1) outside which a
+            layer's threshold is re-estimated early.
+        guard_window: the fewest steps a shortfall is judged over (>= 1); see
+            ``dct.compression.density_guard``.
         threshold_sample_size: 0 for an exact top-k; otherwise estimate from this many sampled
             entries of layers larger than that.
         module: the wrapped module, to name layers by parameter name in ``state_dict`` and
@@ -83,6 +91,7 @@ class DCTDPState:
         warmup_steps: int = MIN_WARMUP_STEPS,
         value_dtype: Union[str, torch.dtype] = torch.float32,
         guard_factor: float = 1.5,
+        guard_window: int = 1,
         threshold_sample_size: int = 0,
         module: Optional[nn.Module] = None,
         meter: Optional[ByteMeter] = None,
@@ -97,8 +106,6 @@ class DCTDPState:
                 f"warmup_steps={warmup_steps} must be >= {MIN_WARMUP_STEPS}: DDP settles its "
                 "buckets during the first step"
             )
-        if guard_factor <= 1.0:
-            raise ValueError(f"guard_factor={guard_factor} must be > 1 (a multiple of the target)")
         if threshold_sample_size < 0:
             raise ValueError("threshold_sample_size must be >= 0 (0: exact top-k)")
         self.process_group = process_group
@@ -106,7 +113,7 @@ class DCTDPState:
         self.update_every = update_every
         self.warmup_steps = warmup_steps
         self.value_dtype = wire_dtype(value_dtype)
-        self.guard_factor = guard_factor
+        self.guard = DensityGuard(guard_factor, guard_window)
         self.threshold_sample_size = threshold_sample_size
         self.meter = meter
         self.channel = channel
@@ -124,6 +131,7 @@ class DCTDPState:
                 name: {
                     "residual": None if layer.residual is None else layer.residual.cpu().clone(),
                     "threshold": layer.threshold,
+                    "window": vars(layer.window).copy(),
                 }
                 for name, layer in self._layers.items()
             },
@@ -134,7 +142,7 @@ class DCTDPState:
         """Continue from ``state_dict()``; residuals move to the gradients' device on first use."""
         self.step = int(state["step"])
         self._layers = {
-            name: _Layer(entry["residual"], entry["threshold"])
+            name: _Layer(entry["residual"], entry["threshold"], DensityWindow(**entry["window"]))
             for name, entry in state["layers"].items()
         }
         self._counters = _Counters(**state["counters"])
@@ -142,12 +150,18 @@ class DCTDPState:
     def compression_stats(self) -> dict[str, float]:
         """Totals since the start: entries and bytes, achieved density, estimates, fallbacks.
 
-        ``achieved_density`` and ``entries*`` cover compressed steps only (warm-up is exact).
+        ``achieved_density`` and ``entries*`` cover compressed steps only (warm-up is exact);
+        ``estimates_per_1k_steps`` is the threshold estimates of all layers (scheduled and guard)
+        per 1,000 compressed steps, the guard's cost.
         """
         c = self._counters
+        compressed_steps = max(self.step - self.warmup_steps, 0)
         return {
             "step": self.step,
             **vars(c),
+            "estimates_per_1k_steps": (
+                1000 * c.threshold_estimates / compressed_steps if compressed_steps else 0.0
+            ),
             "achieved_density": c.entries_sent / c.entries if c.entries else 0.0,
             "ratio": c.bytes_dense / c.bytes_sent if c.bytes_sent else 1.0,
         }
@@ -201,20 +215,25 @@ class DCTDPState:
         acc = layer.residual = layer.residual.to(grad.device).add_(grad)
         if layer.threshold is None or (self.step - self.warmup_steps) % self.update_every == 0:
             layer.threshold = self._estimate(name, acc)
+            layer.window.restart()
         chosen = select(acc, layer.threshold, self.value_dtype)
         target = target_count(acc.numel(), self.density)
-        if chosen.positions.numel() > self.guard_factor * target:
+        verdict = self.guard.verdict(layer.window, chosen.positions.numel(), target)
+        if verdict == UNDER and layer.threshold == 0.0:
+            # Every nonzero entry already goes out: a lower threshold cannot send more.
+            layer.window.restart()
+            verdict = None
+        if verdict is not None:
             stale, layer.threshold = layer.threshold, self._estimate(name, acc)
-            self._counters.guard_refreshes += 1
+            layer.window.restart()
+            self._counters.guard_over += verdict == OVER
+            self._counters.guard_under += verdict == UNDER
             log.debug(
-                "DCT-DP guard, step %d, %s: %d entries passed tau=%.3g, over %.1fx the target "
-                "%d; re-estimated tau=%.3g",
+                "DCT-DP guard, step %d, %s: %s the band at tau=%.3g; re-estimated tau=%.3g",
                 self.step,
                 name,
-                chosen.positions.numel(),
+                verdict,
                 stale,
-                self.guard_factor,
-                target,
                 layer.threshold,
             )
             chosen = select(acc, layer.threshold, self.value_dtype)

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from dct.config import ConfigError, RunConfig
+from dct.config import ConfigError, RunConfig, data_seed
 from dct.data.batching import SampleSource
 from dct.data.criteo import CriteoClicks
 from dct.data.criteo_format import NUM_DENSE
@@ -20,7 +20,7 @@ def open_source(cfg: RunConfig) -> SampleSource:
     if data.name == "criteo":
         eval_path = None if data.eval_path is None else Path(data.eval_path)
         return CriteoClicks(Path(data.path), eval_path, data.eval_fraction)
-    return SyntheticClicks(data, cfg.seed)
+    return SyntheticClicks(data, data_seed(cfg))
 
 
 def with_data_shape(cfg: RunConfig) -> RunConfig:

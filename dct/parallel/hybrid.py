@@ -115,6 +115,7 @@ def gradient_hook(
             warmup_steps=dct_dp.warmup_steps,
             value_dtype=dct_dp.value_dtype,
             guard_factor=dct_dp.guard_factor,
+            guard_window=dct_dp.guard_window,
             threshold_sample_size=dct_dp.threshold_sample_size,
             module=module,
             meter=meter,

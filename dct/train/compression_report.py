@@ -12,6 +12,9 @@ from dct.parallel.hybrid import HybridDLRM
 from dct.parallel.pipeline_model import PipelineDLRM
 
 DPStats = dict[str, dict[str, float]]
+# The DCT-DP hooks a model may have: table replicas and dense tower (embedding mode), or a
+# pipeline stage's replicas; each gets its own ``metrics.json`` keys, ``null`` when absent.
+DP_HOOKS = ("tables", "tower", "stage")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def _dp_interval_scalars(states: Mapping[str, DCTDPState], before: DPStats) -> d
             scalars[f"dct_dp/{name}/ratio"] = (
                 now["bytes_dense"] - then["bytes_dense"]
             ) / sent_bytes
-        for counter in ("threshold_estimates", "guard_refreshes", "dense_fallbacks"):
+        for counter in ("threshold_estimates", "guard_over", "guard_under", "dense_fallbacks"):
             scalars[f"dct_dp/{name}/{counter}"] = now[counter]
         for layer, tau in state.thresholds().items():
             scalars[f"dct_dp_threshold/{name}/{layer}"] = tau
@@ -67,15 +70,24 @@ def _dp_interval_scalars(states: Mapping[str, DCTDPState], before: DPStats) -> d
 
 
 def _dp_summary(states: Mapping[str, DCTDPState]) -> dict[str, object]:
-    stats = list(_dp_stats(states).values())
+    """Totals over the hooks, then each hook's achieved density and estimates per 1,000 steps."""
+    by_hook = _dp_stats(states)
+    stats = list(by_hook.values())
     entries = sum(s["entries"] for s in stats)
     summary: dict[str, object] = {
         "dp_achieved_density": sum(s["entries_sent"] for s in stats) / entries if entries else 0.0,
         "dp_threshold_estimates": sum(s["threshold_estimates"] for s in stats),
-        "dp_guard_refreshes": sum(s["guard_refreshes"] for s in stats),
+        "dp_guard_over": sum(s["guard_over"] for s in stats),
+        "dp_guard_under": sum(s["guard_under"] for s in stats),
         "dp_dense_fallbacks": sum(s["dense_fallbacks"] for s in stats),
     }
-    return summary if stats else dict.fromkeys(summary)
+    if not stats:
+        summary = dict.fromkeys(summary)
+    for hook in DP_HOOKS:
+        hook_stats = by_hook.get(hook, {})
+        for key in ("achieved_density", "estimates_per_1k_steps"):
+            summary[f"dp_{hook}_{key}"] = hook_stats.get(key)
+    return summary
 
 
 def _mp_counts(codecs: CodecPair) -> tuple[int, int] | None:

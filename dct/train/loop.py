@@ -21,6 +21,7 @@ from dct.parallel.hybrid import HybridDLRM, embedding_codecs, mp_codecs
 from dct.parallel.pipeline_model import PipelineDLRM
 from dct.parallel.topology import Topology
 from dct.train import compression_report
+from dct.train.density_band import DensityBand
 from dct.train.evaluation import EvalResult, evaluate
 from dct.train.sinks import MetricSink
 from models.dlrm import DLRM, DenseTower
@@ -37,6 +38,7 @@ class TrainResult:
     evaluation: EvalResult
     step_times: list[float]
     bytes_per_rank: dict[str, ChannelBytes]
+    density_band: DensityBand
     history: list[EvalResult] = field(default_factory=list)
 
 
@@ -178,6 +180,7 @@ def train(
     step_times: list[float] = []
     history: list[EvalResult] = []
     traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
+    band = DensityBand(cfg.dct.dp.density, cfg.dct.dp.guard_factor, model.dp_states)
     progress = tqdm(
         total=steps, disable=not show_progress, desc="train", unit="step", mininterval=1.0
     )
@@ -199,6 +202,7 @@ def train(
                 **_traffic_scalars(now, traffic_mark, len(interval)),
                 **compression_report.interval_scalars(model, compression_mark),
             }
+            band.observe(scalars)
             for sink in sinks:
                 sink.write(step, scalars)
             progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
@@ -220,6 +224,7 @@ def train(
         evaluation=history[-1],
         step_times=step_times,
         bytes_per_rank=_mean_bytes_per_rank(meter, topology, device),
+        density_band=band,
         history=history,
     )
 
@@ -241,6 +246,7 @@ def summary_metrics(result: TrainResult, cfg: RunConfig, topology: Topology) -> 
         "mp_size": topology.mp_size,
         "dp_size": topology.dp_size,
         **compression_report.summary(result.model),
+        **result.density_band.summary(),
     }
     for channel in CHANNELS:
         metrics[f"{channel}_bytes_sent"] = traffic[channel].sent

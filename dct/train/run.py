@@ -11,6 +11,7 @@ import torch.distributed as dist
 from dct.config import RunConfig, model_parallel_size, validate
 from dct.data.sources import with_data_shape
 from dct.parallel.topology import GridShape, Topology
+from dct.train.compression_report import DP_HOOKS
 from dct.train.loop import summary_metrics, train
 from dct.train.sinks import open_sinks, write_json_atomically
 
@@ -63,15 +64,9 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
     if lead:
         write_json_atomically(run_dir / "metrics.json", metrics)
         if metrics["dp_achieved_density"] is not None:
-            log.info(
-                "dct-dp on rank 0: achieved density %.5f (target %g), %d threshold estimates, "
-                "%d of them by the stale-threshold guard, %d exchanges sent dense",
-                metrics["dp_achieved_density"],
-                cfg.dct.dp.density,
-                metrics["dp_threshold_estimates"],
-                metrics["dp_guard_refreshes"],
-                metrics["dp_dense_fallbacks"],
-            )
+            _log_dct_dp(metrics, cfg.dct.dp.density)
+            for warning in result.density_band.warnings():
+                log.warning(warning)
         if metrics["mp_kept_fraction"] is not None:
             where = (
                 f"{len(cfg.model.cuts)} pipeline cut(s)"
@@ -100,6 +95,32 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
             run_dir / "metrics.json",
         )
     return metrics
+
+
+def _log_dct_dp(metrics: dict[str, object], density: float) -> None:
+    """Rank 0's DCT-DP: each hook's achieved density and the guard's cost, then the totals."""
+    for hook in DP_HOOKS:
+        achieved = metrics[f"dp_{hook}_achieved_density"]
+        if achieved is not None:
+            log.info(
+                "dct-dp %s on rank 0: achieved density %.5f (%.2fx the target %g), %.0f threshold "
+                "estimates per 1,000 steps, %d logging intervals outside the density band",
+                hook,
+                achieved,
+                achieved / density,
+                density,
+                metrics[f"dp_{hook}_estimates_per_1k_steps"],
+                metrics[f"dp_{hook}_intervals_outside_band"],
+            )
+    log.info(
+        "dct-dp on rank 0: %d threshold estimates, %d of them by the density guard (%d above the "
+        "band, %d below), %d exchanges sent dense",
+        metrics["dp_threshold_estimates"],
+        metrics["dp_guard_over"] + metrics["dp_guard_under"],
+        metrics["dp_guard_over"],
+        metrics["dp_guard_under"],
+        metrics["dp_dense_fallbacks"],
+    )
 
 
 def _fmt(value: object) -> str:

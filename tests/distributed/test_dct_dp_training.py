@@ -1,10 +1,9 @@
 """DCT-DP training the synthetic DLRM on 2 ranks against the dense run on the same seed and batches.
 
-The claim under test is DCT's: no loss of accuracy at 99 % and 99.5 % sparsity, with the DP bytes
-cut by about ``1 / density``. On this short horizon the compressed run may even end *above* the
-dense one (Adagrad with a tiny ``eps`` turns the dense run's small, noisy table-gradient entries
-into full-size steps; error feedback holds them back until they add up), so the accuracy check
-is one-sided: a loss beyond the tolerance fails, a gain does not.
+What DCT-DP promises a run: the DP bytes cut by about ``1 / density`` against the dense run's,
+and each hook (table replicas, dense tower) sending its target density, within the guard's band,
+in every logging interval. Whether that costs accuracy is the fidelity harness's question
+(``benchmarks/fidelity.py``: paired runs over seeds at a plateaued horizon), not a test's.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ from dct.config import RunConfig
 from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import summary_metrics, train
 from tests.distributed.spawn import run_ranks
-
-AUC_TOLERANCE = 0.005
 
 
 def dense_and_compressed(densities: list[float], steps: int) -> dict[str, dict]:
@@ -47,10 +44,13 @@ def metrics(tmp_path_factory) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("density", [0.01, 0.005])
-def test_compressed_training_loses_no_auc_against_dense(metrics, density):
-    dense, dct = metrics["dense"], metrics[str(density)]
-    assert dct["auc"] >= dense["auc"] - AUC_TOLERANCE, (dct["auc"], dense["auc"])
-    assert dct["logloss"] <= dense["logloss"] + AUC_TOLERANCE
+def test_every_hook_sends_its_density_in_every_interval(metrics, density):
+    dct = metrics[str(density)]
+    for hook in ("tables", "tower"):
+        assert dct[f"dp_{hook}_intervals_outside_band"] == 0
+        assert density / 1.5 <= dct[f"dp_{hook}_achieved_density"] <= 1.5 * density
+        assert dct[f"dp_{hook}_estimates_per_1k_steps"] > 0
+    assert metrics["dense"]["dp_tower_achieved_density"] is None
 
 
 @pytest.mark.parametrize("density", [0.01, 0.005])
@@ -59,4 +59,4 @@ def test_dp_bytes_shrink_with_the_density(metrics, density):
     assert dense["dp_ratio"] == 1.0
     assert dct["dp_bytes_dense"] == dense["dp_bytes_dense"]
     assert dct["dp_ratio"] >= 0.5 / density
-    assert dct["dp_achieved_density"] <= 1.5 * density
+    assert density / 1.5 <= dct["dp_achieved_density"] <= 1.5 * density

@@ -308,5 +308,3 @@ def test_training_with_pytorch_hooks(mp_mode, world, tmp_path):
     start = HOOKS["powersgd"].powersgd_start_step
     assert powersgd["losses"][: start + 1] == dense["losses"][: start + 1]
     assert powersgd["losses"][start + 1 :] != dense["losses"][start + 1 :]
-    for run in (fp16, powersgd):
-        assert run["metrics"]["auc"] == pytest.approx(dense["metrics"]["auc"], abs=0.02)

@@ -59,6 +59,8 @@ def test_defaults_are_valid():
         (with_dct_dp(warmup_steps=1), 1, "dct.dp.warmup_steps=1 must be >= 2"),
         (with_dct_dp(value_dtype="int8"), 1, "use float32, float16 or bfloat16"),
         (with_dct_dp(guard_factor=0.5), 1, "dct.dp.guard_factor must be > 1"),
+        (with_dct_dp(guard_window=0), 1, "dct.dp.guard_window must be >= 1"),
+        (with_changes(data={"seed": -1}), 1, "data.seed=-1 must be >= 0, or null to follow seed"),
         (with_dct_dp(threshold_sample_size=-5), 1, "dct.dp.threshold_sample_size must be >= 0"),
         (with_changes(data={"name": "criteo"}), 1, "data=criteo needs data.path=DIR"),
         (with_changes(data={"name": "tsv"}), 1, "use data=synthetic or data=criteo"),

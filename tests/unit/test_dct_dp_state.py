@@ -86,10 +86,12 @@ def test_threshold_is_reestimated_every_update_every_steps_and_on_guard_only():
     per_step = [b - a for a, b in zip([0, *estimates], estimates)]
     layers = len(PARAMS)
     assert per_step == [0, 0, layers, 0, 0, 0, layers, 0, 0, 0, layers, 0, 0, 0, layers]
-    assert state.compression_stats()["guard_refreshes"] == 0
+    assert state.compression_stats()["guard_over"] == 0
 
 
 def test_guard_reestimates_when_far_more_than_the_target_pass():
+    """The 200-entry layer (10 a step) is capped at once; the 30-entry one (2 a step) is judged
+    over 16 steps (``tests/unit/test_density_guard.py``), so one burst of it is allowed."""
     state = DCTDPState(density=0.05, update_every=1000, guard_factor=2.0)
     for step in range(3):
         run_step(state, grads_at(step))
@@ -97,11 +99,10 @@ def test_guard_reestimates_when_far_more_than_the_target_pass():
     tau = state.thresholds()["param0"]
     positions, _ = run_step(state, grads_at(3, scale=100.0))
     after = state.compression_stats()
-    assert after["guard_refreshes"] - before["guard_refreshes"] == len(PARAMS)
-    assert after["threshold_estimates"] - before["threshold_estimates"] == len(PARAMS)
+    assert after["guard_over"] - before["guard_over"] == 1
+    assert after["threshold_estimates"] - before["threshold_estimates"] == 1
     assert state.thresholds()["param0"] > tau
-    target = sum(target_count(p.numel(), 0.05) for p in PARAMS)
-    assert positions.numel() <= 2 * target
+    assert (positions < PARAMS[0].numel()).sum() <= 2 * target_count(PARAMS[0].numel(), 0.05)
 
 
 def test_state_dict_round_trip_continues_identically():
