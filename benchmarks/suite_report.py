@@ -282,7 +282,8 @@ def _noise_note(results: Results, methods: Mapping[str, Overrides]) -> list[str]
     return [
         f"AUC after {results.machine['steps']} steps of one seed is noisy: dense and the fp16 hook "
         f"differ only by rounding the gradients, yet end {abs(dense['auc'] - fp16['auc']):.3f} "
-        f"apart ({place.title}). Read smaller AUC differences as noise.\n"
+        f"apart ({place.title}). Read smaller AUC differences as noise; accuracy is measured by "
+        "the paired fidelity harness ([fidelity/README.md](fidelity/README.md)).\n"
     ]
 
 
