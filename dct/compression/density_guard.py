@@ -14,7 +14,7 @@ Counts of selected entries fluctuate by about their square root, so a layer is j
 enough steps to expect ``MIN_WINDOW_ENTRIES`` entries: a bias whose target is one entry a step is
 judged over 32 steps, where one step's 0 or 2 entries would be noise. With ``window=1`` (the
 default) a large layer is judged every step: a wider window lets a shrinking gradient starve the
-layer for that long (measured in the README's DCT-DP section).
+layer for that long (measured in ``docs/fidelity/findings.md``).
 """
 
 from __future__ import annotations
