@@ -3,20 +3,23 @@
     pip install -e '.[bench]'
     python benchmarks/fidelity.py --out docs/fidelity        # hours on 2 cores; resumable
     python benchmarks/fidelity.py --quick                    # a few minutes: the smoke version
+    python benchmarks/fidelity.py --out docs/fidelity/paper --steps 1000 --data-seeds 0 \
+        --methods "paper dense" "paper 2 workers 90%" ...    # the paper's DCT-MP table
 
-Every method is ``launch/train.py`` with its overrides under torchrun, on the default synthetic
-DLRM. Runs are paired: each method trains on the *same* data seed (``data.seed``, the synthetic
-world) with the same training seeds (``seed``, the model's initialisation) as the dense run,
-one setting changed. The dense run is the baseline of every method: dense training is the same
-whether the model is split into pipeline stages or its tables sharded (the golden tests), so
-one baseline serves every layout. Dense and the headline settings also run on further data
-seeds, so a verdict does not rest on one synthetic world.
+Every method is ``launch/train.py`` with its overrides under torchrun. Runs are paired: each
+method trains on the *same* data seed (``data.seed``, the synthetic world) with the same
+training seeds (``seed``, the model's initialisation) as its baseline, one setting changed. On
+the default synthetic DLRM the baseline is ``dense``: dense training is the same whether the
+model is split into pipeline stages or its tables sharded (the golden tests), so one baseline
+serves every layout. The DCT paper's DLRM table (``paper ...`` methods, ``model=dlrm_paper``)
+has its own, ``paper dense``. The default model's dense and headline settings also run on
+further data seeds, so a verdict does not rest on one synthetic world.
 
 Each finished run is appended to ``OUT/results.jsonl`` at once; a rerun skips what is there,
 so an interrupted harness continues where it stopped. Each run's own directory (its
 ``metrics.json`` and ``metrics.jsonl``) goes under ``--runs-dir``. At the end
-``benchmarks/fidelity_report.py`` writes ``OUT/README.md`` (paired differences to dense with
-95 % intervals, byte ratios, non-inferiority verdicts at ``--margin``, the dense run's plateau
+``benchmarks/fidelity_report.py`` writes ``OUT/README.md`` (paired differences to the baseline
+with 95 % intervals, byte ratios, non-inferiority verdicts at ``--margin``, the dense run's plateau
 check, DCT-DP's density band) and ``OUT/auc_vs_ratio.png``.
 """
 
@@ -30,7 +33,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import fidelity_report
@@ -38,15 +41,17 @@ from fidelity_report import load_results, run_key
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = str(ROOT / "launch" / "train.py")
-PROCESSES = 2  # every method on the same 2 processes, so step times compare too
 
 
 @dataclass(frozen=True)
 class Method:
-    """Overrides on top of the dense run, and the channel whose byte ratio it is judged by."""
+    """Overrides on top of the default config, the channel whose byte ratio it is judged by,
+    the method it is paired with (``None``: it is a baseline) and its number of processes."""
 
     overrides: tuple[str, ...] = ()
     channel: str = "dp"
+    baseline: str | None = "dense"
+    processes: int = 2  # the default model's methods all on 2, so their step times compare
 
 
 def dct_dp(density: float) -> Method:
@@ -63,8 +68,19 @@ def dct_mp(density: float, *layout: str) -> Method:
 # A 2-stage pipeline of the default DLRM cut after the bottom MLP's first layer (64 wide, after
 # its ReLU): the middle of the bottom MLP, where the DCT paper's 2-worker split cuts its model.
 PIPELINE = ("parallel.mp_mode=pipeline", "model.cuts=[bottom_mlp.0]")
+# The DCT paper's DLRM table: its model cut after the bottom MLP's second layer (2 workers),
+# also after the top MLP's (3 workers), and 2 data-parallel replicas of the 2-worker pipeline
+# (DP+MP; replicas of a pipeline need a multiple of its stages, so 4 workers, not the paper's 3).
+PAPER = ("model=dlrm_paper", "parallel.mp_mode=pipeline")
+TWO, THREE = "model.cuts=[bottom_mlp.1]", "model.cuts=[bottom_mlp.1,top_mlp.1]"
+
+
+def paper(density: float, cuts: str, processes: int) -> Method:
+    return replace(dct_mp(density, *PAPER, cuts), baseline="paper dense", processes=processes)
+
+
 METHODS = {
-    "dense": Method(),
+    "dense": Method(baseline=None),
     "fp16 hook": Method(("dp_hook.name=fp16",)),
     "PowerSGD rank 1": Method(("dp_hook.name=powersgd", "dp_hook.powersgd_rank=1")),
     "DCT-DP 1%": dct_dp(0.01),
@@ -74,6 +90,10 @@ METHODS = {
     "DCT-MP pipeline 5%": dct_mp(0.05, *PIPELINE),
     "DCT-MP pipeline 2%": dct_mp(0.02, *PIPELINE),
     "DCT-MP all-to-all 5%": dct_mp(0.05, "parallel.mp_size=2"),
+    "paper dense": Method((*PAPER, TWO), baseline=None),
+    **{f"paper 2 workers {100 - 100 * d:g}%": paper(d, TWO, 2) for d in (0.1, 0.05, 0.02)},
+    **{f"paper 3 workers {100 - 100 * d:g}%": paper(d, THREE, 3) for d in (0.1, 0.05)},
+    **{f"paper DP+MP 2x2 workers {100 - 100 * d:g}%": paper(d, TWO, 4) for d in (0.1, 0.05)},
 }
 HEADLINE = ("dense", "DCT-DP 1%", "DCT-DP 0.5%", "DCT-MP pipeline 5%")
 FULL = {"steps": 5000, "seeds": [1, 2, 3, 4, 5], "data_seeds": [0, 1, 2], "extra_seeds": [1]}
@@ -87,7 +107,7 @@ def train(method: str, data_seed: int, seed: int, steps: int, runs_dir: Path) ->
     run_dir = runs_dir / f"{slug}_data{data_seed}_seed{seed}_steps{steps}"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc_per_node={PROCESSES}", TRAIN, *spec.overrides,
+        f"--nproc_per_node={spec.processes}", TRAIN, *spec.overrides,
         f"seed={seed}", f"data.seed={data_seed}", f"train.steps={steps}",
         f"train.eval_every={max(steps // 10, 1)}", "output.progress_bar=false",
         "output.tensorboard=false", f"hydra.run.dir={run_dir}",
@@ -109,6 +129,9 @@ def train(method: str, data_seed: int, seed: int, steps: int, runs_dir: Path) ->
         "seed": seed,
         "steps": steps,
         "channel": spec.channel,
+        "baseline": spec.baseline,
+        "processes": spec.processes,
+        "overrides": list(spec.overrides),
         "wall_s": time.monotonic() - started,
         "eval_auc_history": history,
         "metrics": json.loads((run_dir / "metrics.json").read_text()),
@@ -156,8 +179,9 @@ def main() -> None:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     methods = args.methods or (["dense", "DCT-DP 1%"] if args.quick else list(METHODS))
-    if "dense" not in methods:
-        parser.error("--methods must include dense: it is every method's baseline")
+    missing = {METHODS[m].baseline for m in methods} - {None, *methods}
+    if missing:
+        parser.error(f"--methods must include {', '.join(sorted(missing))}: a baseline of theirs")
     if len(settings["seeds"]) < 2:
         parser.error("give at least 2 --seeds: a paired interval needs 2 pairs")
     out = args.out or ROOT / "outputs" / ("fidelity_quick" if args.quick else "fidelity")

@@ -2,11 +2,13 @@
 
     python benchmarks/fidelity_report.py docs/fidelity --steps 2000
 
-Per method, on the first data seed: mean AUC and log-loss, the paired difference to dense with
-its 95 % interval (``dct.train.paired``), the byte ratio of the channel it compresses, and the
-non-inferiority verdict at the margin. Then the headline methods pooled over every data seed,
-the dense run's plateau check (eval AUC change over the last 20 % of the steps) and, for
-DCT-DP, how many logging intervals each hook spent outside its density band.
+One section per baseline (a method run with ``baseline`` null: ``dense``, ``paper dense``):
+the baseline's plateau check (eval AUC change over the last 20 % of the steps), then per method
+paired with it, on the first data seed: mean AUC and log-loss, the paired difference to the
+baseline with its 95 % interval (``dct.train.paired``), the byte ratio of the channel it
+compresses, the non-inferiority verdict at the margin and, for DCT-DP, how many logging
+intervals each hook spent outside its density band. Then the methods that also ran on further
+data seeds, pooled over every data seed.
 """
 
 from __future__ import annotations
@@ -77,18 +79,19 @@ def band(runs: Runs) -> str:
     return ", ".join(cells) or ""
 
 
-def main_table(runs: dict[str, Runs], data_seed: int, margin: float) -> str:
-    dense = runs["dense"]
+def main_table(runs: dict[str, Runs], baseline: str, data_seed: int, margin: float) -> str:
+    """``runs`` are the baseline's and those of the methods paired with it."""
+    dense = runs[baseline]
     lines = [
-        "| method | runs | AUC | log-loss | ΔAUC vs dense [95 % CI] | Δlog-loss [95 % CI] "
+        f"| method | runs | AUC | log-loss | ΔAUC vs {baseline} [95 % CI] | Δlog-loss [95 % CI] "
         f"| byte ratio | verdict at {margin:g} | DCT-DP intervals outside band |",
         "|---|---:|---:|---:|---|---|---:|---|---|",
     ]
-    for method, all_runs in runs.items():
-        mine = {k: r for k, r in all_runs.items() if k[0] == data_seed}
+    for method in sorted(runs, key=lambda m: m != baseline):  # the baseline first
+        mine = {k: r for k, r in runs[method].items() if k[0] == data_seed}
         auc = paired(mine, dense, "auc", data_seed)
         logloss = paired(mine, dense, "logloss", data_seed)
-        verdict = "baseline" if method == "dense" else (auc.verdict(margin) if auc else "n/a")
+        verdict = "baseline" if method == baseline else (auc.verdict(margin) if auc else "n/a")
         lines.append(
             f"| {method} | {len(mine)} "
             f"| {statistics.fmean(r['metrics']['auc'] for r in mine.values()):.4f} "
@@ -110,15 +113,15 @@ def seed_cell(runs: Runs, dense: Runs, data_seed: int) -> str:
     return f"{runs[key]['metrics']['auc'] - dense[key]['metrics']['auc']:+.4f} (1 pair)"
 
 
-def pooled_table(runs: dict[str, Runs], data_seeds: list[int], margin: float) -> str:
-    dense = runs["dense"]
+def pooled_table(runs: dict[str, Runs], baseline: str, data_seeds: list[int], margin: float) -> str:
+    dense = runs[baseline]
     header = " | ".join(f"ΔAUC, data seed {d}" for d in data_seeds)
     lines = [
         f"| method | pairs | ΔAUC pooled [95 % CI] | verdict at {margin:g} | {header} |",
         "|---|---:|---|---|" + "---|" * len(data_seeds),
     ]
     for method, mine in runs.items():
-        if method == "dense" or not {k[0] for k in mine} - {data_seeds[0]}:
+        if method == baseline or not {k[0] for k in mine} - {data_seeds[0]}:
             continue
         pooled = paired(mine, dense, "auc", None)
         per_seed = " | ".join(seed_cell(mine, dense, d) for d in data_seeds)
@@ -129,8 +132,8 @@ def pooled_table(runs: dict[str, Runs], data_seeds: list[int], margin: float) ->
     return "\n".join(lines)
 
 
-def plateau(dense: Runs, steps: int) -> str:
-    """Mean over dense runs of eval AUC at 80 % of the steps and at the end."""
+def plateau(baseline: str, dense: Runs, steps: int) -> str:
+    """Mean over the baseline's runs of eval AUC at 80 % of the steps and at the end."""
     at_80, at_end = [], []
     for run in dense.values():
         history = dict(run["eval_auc_history"])
@@ -140,21 +143,25 @@ def plateau(dense: Runs, steps: int) -> str:
     change = statistics.fmean(e - a for e, a in zip(at_end, at_80))
     verdict = "plateaued" if abs(change) < 0.001 else "NOT plateaued"
     return (
-        f"Dense eval AUC, mean over {len(at_end)} runs: {statistics.fmean(at_80):.4f} at 80 % "
+        f"{baseline} eval AUC, mean over {len(at_end)} runs: {statistics.fmean(at_80):.4f} at 80 % "
         f"of the steps, {statistics.fmean(at_end):.4f} at step {steps}: a change of "
         f"{change:+.4f} over the last 20 % ({verdict}: the criterion is < 0.001)."
     )
 
 
-def plot(runs: dict[str, Runs], data_seed: int, path: Path) -> None:
+def plot(runs: dict[str, Runs], baselines: dict[str, str | None], path: Path) -> None:
+    """Every method's paired ΔAUC to its baseline, on the baseline's first data seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    dense = runs["dense"]
     figure, axes = pyplot.subplots(figsize=(8, 4.5))
     for method, all_runs in runs.items():
+        if (baselines[method] or method) not in runs:
+            continue
+        dense = runs[baselines[method] or method]
+        data_seed = min(k[0] for k in dense)
         mine = {k: r for k, r in all_runs.items() if k[0] == data_seed}
         diff = paired(mine, dense, "auc", data_seed)
         if diff is None:
@@ -168,41 +175,59 @@ def plot(runs: dict[str, Runs], data_seed: int, path: Path) -> None:
     axes.axhline(0.0, color="grey", linewidth=0.8)
     axes.axhline(-0.001, color="red", linewidth=0.8, linestyle="--", label="margin -0.001")
     axes.set_xlabel("bytes ratio on the compressed channel (dense / sent)")
-    axes.set_ylabel("paired ΔAUC vs dense (95 % CI)")
-    axes.set_title(f"Accuracy against compression, data seed {data_seed}")
+    axes.set_ylabel("paired ΔAUC vs baseline (95 % CI)")
+    axes.set_title("Accuracy against compression")
     axes.legend(loc="lower left")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
 
-def write(out: Path, steps: int, margin: float, command: str) -> None:
-    """Write ``out/README.md`` and ``out/auc_vs_ratio.png`` from ``out/results.jsonl``."""
-    runs = by_method(list(load_results(out / "results.jsonl").values()), steps)
-    data_seeds = sorted({k[0] for k in runs["dense"]})
-    first = min(data_seeds)
+def section(runs: dict[str, Runs], baseline: str, steps: int, margin: float) -> list[str]:
+    """The report's part on one baseline; ``runs`` are its and its methods'."""
+    record = next(iter(runs[baseline].values()))
+    data_seeds = sorted({k[0] for k in runs[baseline]})
+    first = data_seeds[0]
+    command = " ".join(["launch/train.py", *record["overrides"]])
     text = [
-        "# Fidelity: accuracy of each method against dense, paired over seeds",
+        f"## Against {baseline}",
         "",
-        f"Made by `{command}` (`python benchmarks/fidelity_report.py {out} --steps {steps}` "
-        f"redraws it from `results.jsonl`). {steps} steps of 1,024 samples on 2 "
-        f"processes, default synthetic DLRM. Each row's runs share data seed {first} and "
-        "training seeds with dense; ΔAUC is method minus dense, paired by seed.",
+        f"{baseline} is `{command}` on {record['processes']} processes. Each row's runs share "
+        f"data seed {first} and training seeds with {baseline}; ΔAUC is method minus "
+        f"{baseline}, paired by seed.",
         "",
-        plateau({k: r for k, r in runs["dense"].items() if k[0] == first}, steps),
+        plateau(baseline, {k: r for k, r in runs[baseline].items() if k[0] == first}, steps),
         "",
-        main_table(runs, first, margin),
+        main_table(runs, baseline, first, margin),
         "",
     ]
     if len(data_seeds) > 1:
         text += [
-            f"Headline methods over data seeds {data_seeds} (pairs pooled):",
+            f"Also run on further data seeds, over data seeds {data_seeds} (pairs pooled):",
             "",
-            pooled_table(runs, data_seeds, margin),
+            pooled_table(runs, baseline, data_seeds, margin),
             "",
         ]
+    return text
+
+
+def write(out: Path, steps: int, margin: float, command: str) -> None:
+    """Write ``out/README.md`` and ``out/auc_vs_ratio.png`` from ``out/results.jsonl``."""
+    records = list(load_results(out / "results.jsonl").values())
+    runs = by_method(records, steps)
+    baselines = {r["method"]: r["baseline"] for r in records}
+    text = [
+        "# Fidelity: accuracy of each method against its baseline, paired over seeds",
+        "",
+        f"Made by `{command}` (`python benchmarks/fidelity_report.py {out} --steps {steps}` "
+        f"redraws it from `results.jsonl`). {steps} steps of 1,024 samples per run.",
+        "",
+    ]
+    for baseline in (m for m in runs if baselines[m] is None):
+        mine = {m: r for m, r in runs.items() if baseline in (m, baselines[m])}
+        text += section(mine, baseline, steps, margin)
     text += ["![AUC against compression](auc_vs_ratio.png)", ""]
     (out / "README.md").write_text("\n".join(text))
-    plot(runs, first, out / "auc_vs_ratio.png")
+    plot(runs, baselines, out / "auc_vs_ratio.png")
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """The fidelity harness's report on runs whose numbers are fixed here: known intervals, verdicts.
 
 The per-seed AUCs are those of ``tests/unit/test_paired.py`` (interval worked out by hand there);
-the report must pair runs by seed (not by order in the file), keep only the requested horizon,
-pool the headline method over data seeds, and judge the dense run's plateau.
+the report must pair runs by seed (not by order in the file), each method with its own baseline,
+keep only the requested horizon, pool the headline method over data seeds, and judge each
+baseline's plateau.
 """
 
 from __future__ import annotations
@@ -23,9 +24,19 @@ LOSSY = {seed: auc - 0.005 for seed, auc in DCT.items()}  # -0.0040 [-0.0060, -0
 STEPS = 100
 
 
-def record(method: str, seed: int, auc: float, data_seed: int = 0, steps: int = STEPS) -> dict:
+def record(
+    method: str,
+    seed: int,
+    auc: float,
+    data_seed: int = 0,
+    steps: int = STEPS,
+    baseline: str | None = "dense",
+) -> dict:
     return {
         "method": method,
+        "baseline": None if method == baseline else baseline,
+        "processes": 2,
+        "overrides": [] if method == "dense" else [f"{method}=true"],
         "data_seed": data_seed,
         "seed": seed,
         "steps": steps,
@@ -47,6 +58,9 @@ def report(tmp_path: Path) -> str:
     records += [record("dense", s, a) for s, a in DENSE.items()]
     records += [record("lossy", s, a) for s, a in LOSSY.items()]
     records += [record("dense", 1, 0.5, steps=STEPS + 1)]  # another horizon: ignored
+    for seed, auc in LOSSY.items():  # a second baseline: "lossy" is a method's "dense" there
+        records += [record("paper dense", seed, auc, baseline="paper dense")]
+        records += [record("paper DCT", seed, DCT[seed], baseline="paper dense")]
     for data_seed, seeds in ((1, (1, 2)), (2, (1,))):  # two more worlds: +0.002 on each seed
         for seed in seeds:
             records += [record("dense", seed, 0.70 + seed / 1000, data_seed)]
@@ -59,7 +73,7 @@ def report(tmp_path: Path) -> str:
 
 
 def row(report: str, method: str) -> str:
-    """The method's row of the main table (the first table)."""
+    """The method's row in its baseline's table."""
     return next(line for line in report.splitlines() if line.startswith(f"| {method} |"))
 
 
@@ -80,4 +94,13 @@ def test_headline_methods_are_pooled_over_data_seeds(report):
 def test_plateau_is_judged_on_the_last_fifth(report):
     assert "a change of +0.0005 over the last 20 % (plateaued" in report
     assert "`python benchmarks/fidelity.py --test`" in report
-    assert "Each row's runs share data seed 0 and training seeds with dense" in report
+    assert "Each row's runs share data seed 0 and training seeds with dense;" in report
+
+
+def test_each_method_is_paired_with_its_own_baseline(report):
+    dense, paper = report.split("## Against dense")[1].split("## Against paper dense")
+    assert "| paper DCT |" not in dense and "| DCT-DP 1% |" not in paper
+    assert "| +0.0050 [+0.0050, +0.0050] |" in row(paper, "paper DCT")  # DCT - LOSSY, per seed
+    assert "| baseline |" in row(paper, "paper dense")
+    assert "paper dense is `launch/train.py paper dense=true` on 2 processes" in paper
+    assert paper.index("| paper dense |") < paper.index("| paper DCT |")  # the baseline first
