@@ -3,7 +3,7 @@
     pip install -e '.[bench]'
     python benchmarks/fidelity.py --out docs/fidelity        # hours on 2 cores; resumable
     python benchmarks/fidelity.py --quick                    # a few minutes: the smoke version
-    python benchmarks/fidelity.py --out docs/fidelity/paper --steps 1000 --data-seeds 0 \
+    python benchmarks/fidelity.py --out docs/fidelity/paper --steps 600 --data-seeds 0 \
         --methods "paper dense" "paper 2 workers 90%" ...    # the paper's DCT-MP table
 
 Every method is ``launch/train.py`` with its overrides under torchrun. Runs are paired: each
