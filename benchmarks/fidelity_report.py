@@ -87,7 +87,13 @@ def main_table(runs: dict[str, Runs], baseline: str, data_seed: int, margin: flo
         f"| byte ratio | verdict at {margin:g} | DCT-DP intervals outside band |",
         "|---|---:|---:|---:|---|---|---:|---|---|",
     ]
-    for method in sorted(runs, key=lambda m: m != baseline):  # the baseline first
+
+    def order(method: str) -> tuple:  # the baseline first, then by channel and byte ratio
+        mine = {k: r for k, r in runs[method].items() if k[0] == data_seed}
+        channel = next(iter(mine.values()))["channel"] if mine else ""
+        return (method != baseline, channel, ratio(mine) if mine else 0.0)
+
+    for method in sorted(runs, key=order):
         mine = {k: r for k, r in runs[method].items() if k[0] == data_seed}
         auc = paired(mine, dense, "auc", data_seed)
         logloss = paired(mine, dense, "logloss", data_seed)
