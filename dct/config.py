@@ -38,6 +38,9 @@ DEFAULT_CARDINALITIES = [
     1428,
 ]
 
+TABLE_OPTIMIZERS = ("sgd", "adagrad", "rowwise_adagrad")
+SHARDING_MODES = ("auto", "table", "row")
+TABLE_KERNELS = ("auto", "torch", "fbgemm")
 WIRE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
 DP_HOOK_NAMES = ("allreduce", "fp16", "powersgd")
 
@@ -51,13 +54,16 @@ class ModelConfig:
     """DLRM shape. ``bottom_mlp`` ends at ``embedding_dim`` (the interaction needs equal widths);
     ``top_mlp`` lists hidden widths only: a final layer to one logit is always added. ``cuts``
     (pipeline mode): layers after which the model is split into stages, ``bottom_mlp.i`` or
-    ``top_mlp.i`` (``models.dlrm_stages``)."""
+    ``top_mlp.i`` (``models.dlrm_stages``). ``table_kernel``: ``torch`` (``SparseTable``, row
+    gradients), ``fbgemm`` (FBGEMM's kernel, optimizer fused into backward: unreplicated tables
+    only) or ``auto`` (``fbgemm`` where it is installed and allowed, else ``torch``)."""
 
     name: str = "dlrm"
     embedding_dim: int = 16
     bottom_mlp: list[int] = field(default_factory=lambda: [64, 16])
     top_mlp: list[int] = field(default_factory=lambda: [64, 32])
     cuts: list[str] = field(default_factory=list)
+    table_kernel: str = "auto"
 
 
 @dataclass
@@ -87,11 +93,15 @@ class DataConfig:
 @dataclass
 class ParallelConfig:
     """``mp_mode=embedding``: ``mp_size`` ranks share out the tables, ``world_size / mp_size``
-    replicas of each shard. ``mp_mode=pipeline``: the model is cut into ``len(model.cuts) + 1``
+    replicas of each shard; ``sharding`` (``auto``, ``table``, ``row``) and ``memory_budget_gb``
+    (per rank, tables and their optimizer state; ``None``: no limit) steer the planner in
+    ``dct.parallel.sharding``. ``mp_mode=pipeline``: the model is cut into ``len(model.cuts) + 1``
     stages, one per rank, each batch in ``microbatches`` equal parts."""
 
     mp_mode: str = "embedding"
     mp_size: int = 1
+    sharding: str = "auto"
+    memory_budget_gb: Optional[float] = None
     microbatches: int = 2
     backend: str = "auto"
     timeout_s: float = 300.0
@@ -99,10 +109,15 @@ class ParallelConfig:
 
 @dataclass
 class OptimConfig:
-    """``sgd`` or ``adagrad``; the learning rate is ``train.lr``."""
+    """``name``: the dense tower's optimizer, ``sgd`` or ``adagrad``, at ``train.lr``.
+    ``tables``: the embedding tables' own, ``sgd``, ``adagrad`` (an accumulator per entry) or
+    ``rowwise_adagrad`` (one per row), at ``tables_lr`` (``None``: ``train.lr``). Both Adagrads
+    use ``adagrad_eps``."""
 
     name: str = "adagrad"
     adagrad_eps: float = 1e-8
+    tables: str = "rowwise_adagrad"
+    tables_lr: Optional[float] = None
 
 
 @dataclass
@@ -128,6 +143,7 @@ class DCTDPConfig:
     guard_factor: float = 1.5
     guard_window: int = 1
     threshold_sample_size: int = 0
+    table_residual_rows: int = 65536
 
 
 @dataclass
@@ -197,6 +213,10 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     )
     _require(model.embedding_dim >= 1, "model.embedding_dim must be >= 1")
     _require(
+        model.table_kernel in TABLE_KERNELS,
+        f"model.table_kernel={model.table_kernel!r}: use one of {', '.join(TABLE_KERNELS)}",
+    )
+    _require(
         len(model.bottom_mlp) >= 1 and model.bottom_mlp[-1] == model.embedding_dim,
         f"model.bottom_mlp={list(model.bottom_mlp)} must end at model.embedding_dim="
         f"{model.embedding_dim}: the interaction takes dot products of equal-width vectors",
@@ -216,7 +236,7 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _require(all(c >= 1 for c in data.cardinalities), "data.cardinalities must all be >= 1")
     _require(data.num_dense >= 1, "data.num_dense must be >= 1")
     _require(data.ids_per_feature >= 1, "data.ids_per_feature must be >= 1")
-    _require(data.zipf_exponent > 0, "data.zipf_exponent must be > 0")
+    _require(data.zipf_exponent >= 0, "data.zipf_exponent must be >= 0 (0: uniform ids)")
     _require(data.eval_size >= 1, "data.eval_size must be >= 1")
     _require(cfg.seed >= 0, f"seed={cfg.seed} must be >= 0")
     _require(
@@ -224,8 +244,25 @@ def validate(cfg: RunConfig, world_size: int) -> None:
         f"data.seed={data.seed} must be >= 0, or null to follow seed",
     )
     _require(cfg.parallel.timeout_s > 0, "parallel.timeout_s must be > 0 (seconds)")
+    _require(
+        cfg.parallel.sharding in SHARDING_MODES,
+        f"parallel.sharding={cfg.parallel.sharding!r}: use one of {', '.join(SHARDING_MODES)}",
+    )
+    _require(
+        cfg.parallel.memory_budget_gb is None or cfg.parallel.memory_budget_gb > 0,
+        f"parallel.memory_budget_gb={cfg.parallel.memory_budget_gb} must be > 0, or null for "
+        "no limit",
+    )
     _validate_pipeline(cfg, world_size)
     _require(cfg.optim.name in ("sgd", "adagrad"), f"optim={cfg.optim.name!r}: use sgd or adagrad")
+    _require(
+        cfg.optim.tables in TABLE_OPTIMIZERS,
+        f"optim.tables={cfg.optim.tables!r}: use one of {', '.join(TABLE_OPTIMIZERS)}",
+    )
+    _require(
+        cfg.optim.tables_lr is None or cfg.optim.tables_lr > 0,
+        f"optim.tables_lr={cfg.optim.tables_lr} must be > 0, or null to follow train.lr",
+    )
     _validate_dct_dp(cfg.dct.dp)
     _validate_dp_hook(cfg.dp_hook, cfg.dct.dp)
     _validate_dct_mp(cfg.dct.mp)
@@ -306,6 +343,7 @@ def _validate_dct_dp(dp: DCTDPConfig) -> None:
     _require(dp.guard_factor > 1.0, "dct.dp.guard_factor must be > 1 (a multiple of the target)")
     _require(dp.guard_window >= 1, "dct.dp.guard_window must be >= 1 (steps)")
     _require(dp.threshold_sample_size >= 0, "dct.dp.threshold_sample_size must be >= 0 (0: exact)")
+    _require(dp.table_residual_rows >= 0, "dct.dp.table_residual_rows must be >= 0 (rows)")
 
 
 def _validate_dp_hook(hook: DPHookConfig, dct_dp: DCTDPConfig) -> None:

@@ -1,9 +1,10 @@
 """DLRM (Naumov et al., 2019) as plain single-process PyTorch.
 
-The model is split the way hybrid parallelism needs it: ``SparseArch`` (one ``EmbeddingBag`` per
-categorical feature) and ``DenseTower`` (bottom MLP, pairwise dot interaction, top MLP). Sharding
-the tables and wrapping the tower for data parallelism happens outside, in ``dct.parallel``; this
-file knows nothing of processes.
+The model is split the way hybrid parallelism needs it: ``SparseArch`` (one
+``dct.embedding.table.SparseTable`` per categorical feature, whose gradient is the rows a batch
+touched, for ``dct.embedding.optimizers.TableOptimizer``) and ``DenseTower`` (bottom MLP,
+pairwise dot interaction, top MLP). Sharding the tables and wrapping the tower for data
+parallelism happens outside, in ``dct.parallel``; this file knows nothing of processes.
 
 Initialisation depends only on ``seed`` (and, for a table, its index), never on how the model is
 split across processes, so a table built alone on one rank equals the same table built here.
@@ -14,25 +15,65 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from dct.data.batch import Batch, SparseFeatures
+from dct.embedding.table import SparseTable
 
 DENSE_STREAM = 1 << 20
+
+
+# A table's rows are drawn in chunks this long, each from its own generator.
+INIT_CHUNK_ROWS = 1 << 16
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + stream)
 
 
-def build_table(num_embeddings: int, dim: int, seed: int, table_index: int) -> nn.EmbeddingBag:
-    """Table ``table_index`` of a model seeded ``seed``: uniform(+-1/sqrt(rows)), sum pooling."""
-    table = nn.EmbeddingBag(num_embeddings, dim, mode="sum", include_last_offset=True)
-    bound = 1.0 / math.sqrt(num_embeddings)
-    with torch.no_grad():
-        table.weight.uniform_(-bound, bound, generator=_generator(seed, table_index))
+def _chunk_generator(seed: int, table_index: int, chunk: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, table_index, chunk]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def build_table(
+    num_embeddings: int, dim: int, seed: int, table_index: int, rows: range | None = None
+) -> SparseTable:
+    """Rows ``rows`` (default: all) of table ``table_index`` of a model seeded ``seed``:
+    ``init_table_rows``, sum pooling."""
+    rows = range(num_embeddings) if rows is None else rows
+    table = SparseTable(len(rows), dim)
+    init_table_rows(table.weight, num_embeddings, seed, table_index, rows.start)
     return table
+
+
+@torch.no_grad()
+def init_table_rows(
+    out: Tensor, num_embeddings: int, seed: int, table_index: int, first_row: int = 0
+) -> None:
+    """Fill ``out`` (``[n, dim]``) with rows ``first_row : first_row + n`` of table
+    ``table_index``: uniform(+-1/sqrt(num_embeddings)).
+
+    Chunks of ``INIT_CHUNK_ROWS`` rows are drawn from generators keyed by (seed, table, chunk),
+    so a block of rows built alone equals the same rows of the whole table (row-wise sharding),
+    at a transient cost of at most one chunk, whatever ``out`` is (a ``SparseTable``'s weight or
+    a view into FBGEMM's storage).
+    """
+    stop, dim = first_row + out.shape[0], out.shape[1]
+    bound = 1.0 / math.sqrt(num_embeddings)
+    for chunk in range(first_row // INIT_CHUNK_ROWS, -(-stop // INIT_CHUNK_ROWS)):
+        low = chunk * INIT_CHUNK_ROWS
+        high = min(low + INIT_CHUNK_ROWS, num_embeddings)
+        start, end = max(low, first_row), min(high, stop)
+        generator = _chunk_generator(seed, table_index, chunk)
+        target = out[start - first_row : end - first_row]
+        if (start, end) == (low, high) and target.is_contiguous() and target.device.type == "cpu":
+            target.uniform_(-bound, bound, generator=generator)
+        else:
+            drawn = torch.empty(high - low, dim).uniform_(-bound, bound, generator=generator)
+            target.copy_(drawn[start - low : end - low])
 
 
 def _mlp(widths: Sequence[int], generator: torch.Generator, last_relu: bool) -> nn.Sequential:

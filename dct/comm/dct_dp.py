@@ -196,8 +196,7 @@ class DCTDPState:
 
     def record(self, exchange: SparseSum) -> None:
         self._counters.dense_fallbacks += int(exchange.dense_fallback)
-        self._counters.bytes_sent += exchange.bytes_sent
-        self._counters.bytes_dense += exchange.bytes_dense
+        self.record_bytes(exchange.bytes_sent, exchange.bytes_dense)
 
     def _layer_name(self, param: Tensor) -> str:
         key = id(param)
@@ -213,18 +212,27 @@ class DCTDPState:
         if layer.residual is None:
             layer.residual = torch.zeros_like(grad)
         acc = layer.residual = layer.residual.to(grad.device).add_(grad)
+        return self.threshold_layer(name, acc, acc.numel())
+
+    def threshold_layer(self, name: str, acc: Tensor, entries: int) -> tuple[Tensor, Tensor]:
+        """Layer ``name``'s selection from its accumulator ``acc`` (flat; turned into the residual
+        in place): the entries at or above its threshold, about ``density * entries`` of them,
+        as ``(positions in acc, values in the wire dtype)``. ``entries`` is the size of the
+        step's gradient, which the target and ``achieved_density`` count against: ``acc.numel()``
+        for a dense layer, the touched entries for a table's row gradient."""
+        layer = self._layers.setdefault(name, _Layer())
+        target = target_count(entries, self.density)
         if layer.threshold is None or (self.step - self.warmup_steps) % self.update_every == 0:
-            layer.threshold = self._estimate(name, acc)
+            layer.threshold = self._estimate(name, acc, target)
             layer.window.restart()
         chosen = select(acc, layer.threshold, self.value_dtype)
-        target = target_count(acc.numel(), self.density)
         verdict = self.guard.verdict(layer.window, chosen.positions.numel(), target)
         if verdict == UNDER and layer.threshold == 0.0:
             # Every nonzero entry already goes out: a lower threshold cannot send more.
             layer.window.restart()
             verdict = None
         if verdict is not None:
-            stale, layer.threshold = layer.threshold, self._estimate(name, acc)
+            stale, layer.threshold = layer.threshold, self._estimate(name, acc, target)
             layer.window.restart()
             self._counters.guard_over += verdict == OVER
             self._counters.guard_under += verdict == UNDER
@@ -238,14 +246,25 @@ class DCTDPState:
             )
             chosen = select(acc, layer.threshold, self.value_dtype)
         feed_back(acc, chosen)
-        self._counters.entries += acc.numel()
+        self._counters.entries += entries
         self._counters.entries_sent += chosen.positions.numel()
         return chosen.positions, chosen.values
 
-    def _estimate(self, name: str, acc: Tensor) -> float:
+    def record_bytes(self, sent: int, dense: int) -> None:
+        self._counters.bytes_sent += sent
+        self._counters.bytes_dense += dense
+
+    def _estimate(self, name: str, acc: Tensor, target: int) -> float:
+        """The threshold that keeps ``target`` of ``acc``'s entries."""
         self._counters.threshold_estimates += 1
         seed = self.step * 1_000_003 + zlib.crc32(name.encode())
-        return estimate_threshold(acc.abs(), self.density, self.threshold_sample_size, seed)
+        # A dense layer's target is density * acc.numel(): the same density, exactly.
+        density = (
+            self.density
+            if target == target_count(acc.numel(), self.density)
+            else (min(1.0, target / max(acc.numel(), 1)))
+        )
+        return estimate_threshold(acc.abs(), density, self.threshold_sample_size, seed)
 
 
 def dct_dp_hook(state: DCTDPState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:

@@ -14,6 +14,10 @@ import threading
 from dataclasses import dataclass
 
 CHANNELS = ("dp", "mp", "other")
+# The dp channel by part of the model: table replicas' row exchange, the dense tower's (or a
+# pipeline stage's dense layers') all-reduce.
+DP_PARTS = ("dp_tables", "dp_tower")
+REPORTED = CHANNELS + DP_PARTS
 FP32_BYTES = 4
 
 
@@ -49,23 +53,56 @@ def all_gather_bytes(payload_bytes: int, group_size: int) -> int:
 class ByteMeter:
     """Thread-safe running totals; DDP comm hooks may record from autograd's threads.
 
+    A ``dp`` record may name the ``part`` of the model it is for (``tables``, ``tower``):
+    ``totals()`` then also breaks ``dp`` down into ``dp_tables`` and ``dp_tower``.
+    ``part(name)`` is a meter to hand to code that records without knowing which part it serves.
+
     Example::
 
         meter = ByteMeter()
-        meter.record("dp", sent=1024, dense=4096)
-        meter.totals()["dp"].ratio  # 4.0
+        meter.record("dp", sent=1024, dense=4096, part="tower")
+        meter.part("tables").record("dp", sent=10, dense=40)
+        meter.totals()["dp"]  # ChannelBytes(sent=1034, dense=4136)
+        meter.totals()["dp_tables"]  # ChannelBytes(sent=10, dense=40)
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._totals = {channel: ChannelBytes() for channel in CHANNELS}
+        self._totals = {key: ChannelBytes() for key in REPORTED}
 
-    def record(self, channel: str, sent: int, dense: int) -> None:
-        if channel not in self._totals:
+    def record(self, channel: str, sent: int, dense: int, part: str | None = None) -> None:
+        if channel not in CHANNELS:
             raise ValueError(f"unknown channel {channel!r}; channels are {CHANNELS}")
+        keys = [channel]
+        if part is not None:
+            keys.append(f"{channel}_{part}")
+            if keys[1] not in DP_PARTS:
+                raise ValueError(f"unknown part {part!r} of channel {channel!r}: {DP_PARTS}")
+        bytes_ = ChannelBytes(int(sent), int(dense))
         with self._lock:
-            self._totals[channel] += ChannelBytes(int(sent), int(dense))
+            for key in keys:
+                self._totals[key] += bytes_
+
+    def part(self, name: str) -> PartMeter:
+        return PartMeter(self, name)
 
     def totals(self) -> dict[str, ChannelBytes]:
+        """Per channel, then per part of ``dp`` (``REPORTED``)."""
         with self._lock:
             return dict(self._totals)
+
+
+class PartMeter(ByteMeter):
+    """A ``ByteMeter`` whose records all go to ``meter`` as part ``name``."""
+
+    def __init__(self, meter: ByteMeter, name: str) -> None:
+        self._meter, self._name = meter, name
+
+    def record(self, channel: str, sent: int, dense: int, part: str | None = None) -> None:
+        self._meter.record(channel, sent, dense, part or self._name)
+
+    def part(self, name: str) -> PartMeter:
+        return PartMeter(self._meter, name)
+
+    def totals(self) -> dict[str, ChannelBytes]:
+        return self._meter.totals()

@@ -59,9 +59,8 @@ def sparse_all_reduce(
     """
     world = dist.get_world_size(group)
     numel = out.numel()
-    counts = _all_gather_counts(positions.numel(), group, out.device)
-    value_bytes = values.element_size()
-    payloads = [c * value_bytes + encoded_size(c, numel) for c in counts]
+    counts = all_gather_counts(positions.numel(), group, out.device)
+    payloads = [payload_bytes(c, values.dtype, numel) for c in counts]
     bytes_dense = ring_all_reduce_bytes(numel * FP32_BYTES, world)
     dense_form = ring_all_reduce_bytes(numel * out.element_size(), world)
     dense_fallback = sum(all_gather_bytes(p, world) for p in payloads) > world * dense_form
@@ -76,7 +75,14 @@ def sparse_all_reduce(
         future.set_result(out.zero_())
         sent = 0
     else:
-        future = _exchange_payloads(positions, values, out, counts, payloads, group)
+
+        def scatter(pairs: torch.futures.Future) -> Tensor:
+            out.zero_()
+            for where, wire_values in pairs.value():
+                out.index_add_(0, where, wire_values.to(out.dtype))
+            return out
+
+        future = exchange_entries(positions, values, numel, counts, group).then(scatter)
         sent = all_gather_bytes(payloads[dist.get_rank(group)], world)
     sent += all_gather_bytes(COUNT_BYTES, world)
     if meter is not None:
@@ -84,9 +90,10 @@ def sparse_all_reduce(
     return SparseSum(future, dense_fallback, sent, bytes_dense)
 
 
-def _all_gather_counts(
+def all_gather_counts(
     count: int, group: dist.ProcessGroup | None, device: torch.device
 ) -> list[int]:
+    """Every rank's ``count``, in group-rank order."""
     world = dist.get_world_size(group)
     gathered = torch.empty(world, dtype=torch.int32, device=device)
     mine = torch.tensor([count], dtype=torch.int32, device=device)
@@ -94,31 +101,38 @@ def _all_gather_counts(
     return gathered.tolist()
 
 
-def _exchange_payloads(
+def payload_bytes(count: int, value_dtype: torch.dtype, universe: int) -> int:
+    """A payload of ``count`` values and their Elias-Fano coded positions in ``[0, universe)``."""
+    return count * value_dtype.itemsize + encoded_size(count, universe)
+
+
+def exchange_entries(
     positions: Tensor,
     values: Tensor,
-    out: Tensor,
+    universe: int,
     counts: list[int],
-    payloads: list[int],
     group: dist.ProcessGroup | None,
-) -> torch.futures.Future[Tensor]:
+) -> torch.futures.Future[list[tuple[Tensor, Tensor]]]:
+    """Send this rank's ``(positions, values)`` to every peer (one uneven ``all_to_all_single``);
+    resolves to every rank's pair, in group-rank order. ``counts``: every rank's entry count."""
     world = len(counts)
-    mine = torch.cat([values.view(torch.uint8), encode_positions(positions, out.numel())])
-    received = torch.empty(sum(payloads), dtype=torch.uint8, device=out.device)
+    payloads = [payload_bytes(c, values.dtype, universe) for c in counts]
+    mine = torch.cat([values.view(torch.uint8), encode_positions(positions, universe)])
+    received = torch.empty(sum(payloads), dtype=torch.uint8, device=values.device)
     work = dist.all_to_all_single(
         received, mine.repeat(world), payloads, [mine.numel()] * world, group=group, async_op=True
     )
 
-    def scatter(_: torch.futures.Future) -> Tensor:
-        out.zero_()
+    def decode(_: torch.futures.Future) -> list[tuple[Tensor, Tensor]]:
+        pairs = []
         for segment, count in zip(torch.split(received, payloads), counts):
             if count == 0:
+                pairs.append((positions[:0], values[:0]))
                 continue
             value_bytes = count * values.element_size()
             # A copy: a view at an odd byte offset cannot be reinterpreted as wider values.
             wire_values = segment[:value_bytes].clone().view(values.dtype)
-            where = decode_positions(segment[value_bytes:], count, out.numel())
-            out.index_add_(0, where, wire_values.to(out.dtype))
-        return out
+            pairs.append((decode_positions(segment[value_bytes:], count, universe), wire_values))
+        return pairs
 
-    return work.get_future().then(scatter)
+    return work.get_future().then(decode)

@@ -13,6 +13,7 @@ from typing import Protocol, Sequence
 import torch
 
 from dct.data.batch import Batch, SparseFeatures
+from dct.data.criteo_format import DataError
 
 
 class SampleSource(Protocol):
@@ -29,11 +30,12 @@ class RankBatch:
 
 @dataclass(frozen=True)
 class RankReader:
-    """Reads this rank's part of every global batch from ``source``.
+    """Reads this rank's part of every global batch from ``source``; ``cardinalities`` are the
+    rows of every table, which the ids of this rank's ``tables`` are checked against.
 
     Example::
 
-        reader = RankReader(source, 1024, world_size=4, mp_size=2, rank=1, tables=[0, 3])
+        reader = RankReader(source, 1024, 4, 2, 1, tables=[0, 3], cardinalities=[10, 5, 7, 9])
         batch = reader.read("train", step)
     """
 
@@ -43,6 +45,7 @@ class RankReader:
     mp_size: int
     rank: int
     tables: Sequence[int]
+    cardinalities: Sequence[int]
     device: torch.device = torch.device("cpu")
 
     @property
@@ -50,9 +53,28 @@ class RankReader:
         return self.batch_size // self.world_size
 
     def read(self, split: str, batch_index: int) -> RankBatch:
+        """Raises ``DataError`` naming the feature, the id and the table's rows for an id
+        outside its table (negative included): a lookup there would read another row or crash."""
         b = self.local_size
         mp_rank = self.rank % self.mp_size
         group_start = batch_index * self.batch_size + (self.rank - mp_rank) * b
         group = self.source.samples(split, group_start, self.mp_size * b)
         local = group.rows(mp_rank * b, (mp_rank + 1) * b)
-        return RankBatch(local.to(self.device), group.sparse.tables(self.tables).to(self.device))
+        sparse = group.sparse.tables(self.tables)
+        for table, ids in zip(self.tables, sparse.values):
+            _check_ids(ids, self.cardinalities[table], table, f"{split} batch {batch_index}")
+        return RankBatch(local.to(self.device), sparse.to(self.device))
+
+
+def _check_ids(ids: torch.Tensor, rows: int, table: int, where: str) -> None:
+    """Two reductions over the batch's ids: the check costs nothing next to the lookup."""
+    if ids.numel() == 0:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low >= 0 and high < rows:
+        return
+    bad = low if low < 0 else high
+    raise DataError(
+        f"{where}: feature C{table + 1} (table {table}) has id {bad}, outside its table of "
+        f"{rows} rows (ids must be in [0, {rows})); make data.cardinalities match the data"
+    )

@@ -15,6 +15,11 @@ is a Bernoulli draw from it. The bias is solved for at construction so the click
 model can reach on the noisy labels) is known too, which makes a trained model's AUC meaningful.
 A DLRM can represent this teacher: an embedding per id, dot interactions and MLPs.
 
+Nothing stored grows with a table's rows, so Criteo Kaggle's 33.76M rows (``data=synthetic_kaggle``)
+cost what 26 small tables do: ids follow a ``ZipfLaw`` (exact head, closed-form tail), rank ``r``
+maps to id ``(a r + b) mod n``, and the teacher's per-id weights and vectors are ``hashed_normal``
+draws keyed by (seed, table, rank), computed for the ids a batch holds.
+
 Samples come in fixed blocks of ``BLOCK_SIZE``, each from its own generator seeded by
 ``(seed, split, block)``, so sample ``i`` is the same however a range is requested: ranks that
 each ask for their slice of a global batch see exactly what a single process would.
@@ -22,11 +27,15 @@ each ask for their slice of a global batch see exactly what a single process wou
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from dct.config import DataConfig
 from dct.data.batch import Batch, SparseFeatures
+from dct.data.hashed_normal import hashed_normal, stream_key
+from dct.data.zipf import ZipfLaw, power_sum
 
 BLOCK_SIZE = 64
 TARGET_CLICK_RATE = 0.26
@@ -47,6 +56,14 @@ CALIBRATION_BLOCKS = 64
 _SPLITS = {"train": 0, "eval": 1}
 _CALIBRATION_STREAM = 2
 _TEACHER_STREAM = 3
+
+
+def _affine_permutation(rng: np.random.Generator, n: int) -> tuple[int, int]:
+    """``(a, b)`` with ``gcd(a, n) == 1``, so ``r -> (a r + b) mod n`` permutes ``[0, n)``."""
+    while True:
+        multiplier = int(rng.integers(1, max(n, 2)))
+        if math.gcd(multiplier, n) == 1:
+            return multiplier, int(rng.integers(0, n))
 
 
 def _generator(*key: int) -> np.random.Generator:
@@ -86,25 +103,22 @@ class SyntheticClicks:
         # A dot of two teacher_dim vectors with entry std a has variance teacher_dim * a**4.
         vector_std = (PAIRWISE_SIGNAL_STD**2 / (num_pairs * cfg.teacher_dim)) ** 0.25
         vector_std /= np.sqrt(self._bag)
-        self._cdf: list[np.ndarray] = []
-        effect_scale = []
-        for card in self.cardinalities:
-            prob = np.arange(1, card + 1, dtype=np.float64) ** -cfg.zipf_exponent
-            prob /= prob.sum()
-            cdf = np.cumsum(prob)
-            cdf[-1] = 1.0
-            self._cdf.append(cdf)
-            # Normalised so the per-id effects' variance, averaged over draws, stays as set above.
-            scale = prob**POPULARITY_EXPONENT
-            effect_scale.append(scale / np.sqrt(np.sum(prob * scale * scale)))
-        # Per-table arrays are concatenated so one gather serves every table: rank r of table t
-        # is row _table_start[t] + r. Its id is random, so id order says nothing about frequency.
-        self._table_start = np.cumsum([0, *self.cardinalities[:-1]]).astype(np.int64)
-        self._rank_to_id = np.concatenate([rng.permutation(card) for card in self.cardinalities])
-        total = sum(self.cardinalities)
-        scale = np.concatenate(effect_scale)
-        self._weight = rng.normal(0.0, weight_std, total) * scale
-        self._vector = rng.normal(0.0, vector_std, (total, cfg.teacher_dim)) * scale[:, None]
+        self._laws = [ZipfLaw(card, cfg.zipf_exponent) for card in self.cardinalities]
+        # Per-id effects scale as P(id) ** POPULARITY_EXPONENT, normalised so their variance,
+        # averaged over draws, stays as set above: sum_r P(r) * scale(r)**2 == 1.
+        power = 1.0 + 2.0 * POPULARITY_EXPONENT
+        self._effect_norm = [
+            np.sqrt(power_sum(law.n, law.exponent * power) / law.total**power) for law in self._laws
+        ]
+        self._weight_std, self._vector_std = weight_std, vector_std
+        self._teacher_dim = cfg.teacher_dim
+        # Rank r of table t is id (a_t * r + b_t) mod n_t, a_t coprime to n_t: a permutation kept
+        # as two numbers, so id order says nothing about frequency and nothing grows with n_t.
+        self._id_map = [_affine_permutation(rng, card) for card in self.cardinalities]
+        self._keys = [
+            (stream_key(seed, _TEACHER_STREAM, t, 0), stream_key(seed, _TEACHER_STREAM, t, 1))
+            for t in range(num_tables)
+        ]
 
         # Dense weights act on features scaled to unit variance, so each means the same whatever
         # the feature's spread; the spreads and the bias come from a separate calibration stream.
@@ -134,7 +148,7 @@ class SyntheticClicks:
         skip = start - first_block * BLOCK_SIZE
         rows = slice(skip, skip + count)
         # One buffer per field, split into disjoint per-table views.
-        ids = self._rank_to_id.take(ranks[:, :, rows].transpose(0, 2, 1)).reshape(len(ranks), -1)
+        ids = np.stack([self._ids(t, ranks[t][:, rows].T).reshape(-1) for t in range(len(ranks))])
         offsets = np.arange(0, count * self._bag + 1, self._bag, dtype=np.int64)
         return Batch(
             dense=torch.from_numpy(np.ascontiguousarray(dense[rows], dtype=np.float32)),
@@ -150,8 +164,8 @@ class SyntheticClicks:
         self, stream: int, first_block: int, num_blocks: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Whole blocks ``first_block ...`` of ``stream``: log1p dense [n, num_dense] (float64),
-        global ranks (``_table_start[t] + rank``) [num_tables, ids_per_feature, n] (int64)
-        and the uniforms that draw the labels [n]."""
+        popularity ranks [num_tables, ids_per_feature, n] (int64) and the uniforms that draw
+        the labels [n]."""
         n = num_blocks * BLOCK_SIZE
         num_tables = len(self.cardinalities)
         normal = np.empty((n, self.num_dense))
@@ -167,11 +181,8 @@ class SyntheticClicks:
         counts[uniform[:, : self.num_dense] < self._zero_share] = 0.0
         id_uniform = uniform[:, self.num_dense : -1].T.reshape(num_tables, self._bag, n)
         ranks = np.empty((num_tables, self._bag, n), dtype=np.int64)
-        for t, cdf in enumerate(self._cdf):
-            # Inverse CDF: the first rank whose cumulative probability exceeds the uniform; as
-            # uniforms are < 1 == cdf[-1], the rank is always in range.
-            ranks[t] = np.searchsorted(cdf, id_uniform[t], side="right")
-        ranks += self._table_start[:, None, None]
+        for t, law in enumerate(self._laws):
+            ranks[t] = law.ranks(id_uniform[t].reshape(-1)).reshape(self._bag, n)
         return np.log1p(counts), ranks, uniform[:, -1]
 
     def _signal(self, dense: np.ndarray, ranks: np.ndarray) -> np.ndarray:
@@ -185,16 +196,38 @@ class SyntheticClicks:
         signal = np.zeros(n)
         for j in range(self.num_dense):
             signal += self._dense_weight[j] * dense[:, j]
-        index = ranks.reshape(num_tables * bag, n)
-        signal += self._weight.take(index).sum(axis=0)
-        dim = self._vector.shape[1]
-        bags = self._vector.take(index, axis=0).reshape(num_tables, bag, n, dim).sum(axis=1)
-        vector_sum, square_sum = bags.sum(axis=0), (bags * bags).sum(axis=0)
+        vector_sum = np.zeros((n, self._teacher_dim))
+        square_sum = np.zeros((n, self._teacher_dim))
+        for t in range(num_tables):
+            signal += self._weight(t, ranks[t]).sum(axis=0)
+            bags = self._vector(t, ranks[t]).sum(axis=0)
+            vector_sum += bags
+            square_sum += bags * bags
         # sum over table pairs t<u of <v_t, v_u> = (|sum_t v_t|^2 - sum_t |v_t|^2) / 2
         pairwise = 0.5 * (vector_sum * vector_sum - square_sum)
-        for c in range(dim):
+        for c in range(self._teacher_dim):
             signal += pairwise[:, c]
         return signal
+
+    def _effect_scale(self, table: int, ranks: np.ndarray) -> np.ndarray:
+        law = self._laws[table]
+        return law.prob(ranks) ** POPULARITY_EXPONENT / self._effect_norm[table]
+
+    def _weight(self, table: int, ranks: np.ndarray) -> np.ndarray:
+        """The teacher's first-order weight of each rank of ``table``, same shape as ``ranks``."""
+        normal = hashed_normal(self._keys[table][0], ranks)
+        return self._weight_std * self._effect_scale(table, ranks) * normal
+
+    def _vector(self, table: int, ranks: np.ndarray) -> np.ndarray:
+        """The teacher's vector of each rank of ``table``, ``ranks.shape + (teacher_dim,)``."""
+        dim = self._teacher_dim
+        index = ranks[..., None] * dim + np.arange(dim)
+        scale = self._vector_std * self._effect_scale(table, ranks)[..., None]
+        return scale * hashed_normal(self._keys[table][1], index)
+
+    def _ids(self, table: int, ranks: np.ndarray) -> np.ndarray:
+        multiplier, shift = self._id_map[table]
+        return (ranks * multiplier + shift) % self.cardinalities[table]
 
     @staticmethod
     def _calibrate_bias(scaled_signal: np.ndarray) -> float:

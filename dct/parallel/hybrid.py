@@ -2,9 +2,14 @@
 
 One step on rank ``r`` (global batch ``B``, ``b = B / world_size`` samples per rank):
 
-1. its tables pool the ids of all ``mp_size * b`` samples of its MP group;
-2. an all-to-all hands every rank all tables' pooled vectors for its own ``b`` samples;
-3. the dense tower (DDP over the world) turns them into logits for those samples.
+1. its shards (whole tables, or row blocks of a table cut by the planner,
+   ``dct.parallel.sharding``) pool the ids of all ``mp_size * b`` samples of its MP group, a row
+   block only the ids in its rows;
+2. an all-to-all hands every rank all tables' pooled vectors for its own ``b`` samples (a cut
+   table's partial sums, which it adds);
+3. the dense tower (DDP over the world) turns them into logits for those samples;
+4. after backward, each table's gradient is the rows it touched; replicas of a shard
+   (``dp_size > 1``) average them by exchanging only those rows (``dct.parallel.table_sync``).
 
 Gradient scale, which the reference DLRM gets wrong: each rank's loss is a mean over its own
 ``b`` samples, so a table's gradient arriving through the all-to-all is the sum of ``mp_size``
@@ -35,9 +40,14 @@ from dct.compression.wire_dtype import wire_dtype
 from dct.config import DCTDPConfig, DCTMPConfig, DPHookConfig
 from dct.data.batch import SparseFeatures
 from dct.data.batching import RankBatch
-from dct.parallel.sharding import assign_tables
+from dct.embedding.fused import FusedTables
+from dct.embedding.rows import RowGradient
+from dct.embedding.table import SparseTable
+from dct.parallel.dct_dp_config import dct_dp_state
+from dct.parallel.sharding import Shard, ShardingPlan
+from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
-from models.dlrm import DenseTower, build_table
+from models.dlrm import DenseTower, build_table, init_table_rows
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -52,22 +62,67 @@ class _ScaleGrad(torch.autograd.Function):
 
 
 class TableShard(nn.Module):
-    """The tables one MP rank owns; pooled vectors side by side, ``[n, len(tables) * dim]``."""
+    """The shards one MP rank holds (whole tables or row blocks), pooled side by side,
+    ``[n, len(shards) * dim]``. A row block pools only the ids in its rows: its part of the
+    bag's sum, which the receiver adds to the other blocks' parts.
+
+    ``fused`` (a table optimizer's name, learning rate and eps) puts the shards in FBGEMM's
+    kernel with that optimizer applied in the backward pass (``dct.embedding.fused``); else each
+    shard is a ``SparseTable`` whose row gradients the caller applies.
+    """
 
     def __init__(
-        self, table_indices: Sequence[int], table_sizes: Sequence[int], dim: int, seed: int
+        self,
+        shards: Sequence[Shard],
+        dim: int,
+        seed: int,
+        device: torch.device,
+        fused: tuple[str, float, float] | None = None,
     ) -> None:
         super().__init__()
-        self.table_indices = list(table_indices)
-        self.tables = nn.ModuleList(
-            build_table(table_sizes[t], dim, seed, t) for t in self.table_indices
-        )
+        self.shards = list(shards)
+
+        def init(i: int, weights: Tensor) -> None:
+            s = self.shards[i]
+            init_table_rows(weights, s.table_rows, seed, s.table, s.start)
+
+        self.tables = nn.ModuleList()
+        self.fused: FusedTables | None = None
+        if fused is None:
+            for s in self.shards:
+                self.tables.append(build_table(s.table_rows, dim, seed, s.table, s.rows).to(device))
+        else:
+            shapes = [(len(s.rows), dim) for s in self.shards]
+            self.fused = FusedTables(shapes, init, *fused, device=device)
 
     def forward(self, sparse: SparseFeatures) -> Tensor:
-        return torch.cat(
-            [table(v, o) for table, v, o in zip(self.tables, sparse.values, sparse.offsets)],
-            dim=1,
-        )
+        values, offsets = list(sparse.values), list(sparse.offsets)
+        for i, shard in enumerate(self.shards):
+            if not shard.whole:
+                values[i], offsets[i] = _in_block(values[i], offsets[i], shard)
+        if self.fused is not None:
+            return self.fused(SparseFeatures(tuple(values), tuple(offsets)))
+        return torch.cat([table(v, o) for table, v, o in zip(self.tables, values, offsets)], dim=1)
+
+    def weights(self) -> list[Tensor]:
+        """Each shard's weights, in ``shards`` order."""
+        if self.fused is not None:
+            return self.fused.weights()
+        return [table.weight.detach() for table in self.tables]
+
+
+def _shard_name(shard: Shard) -> str:
+    """``tables.T`` for a whole table, ``tables.T.rowsSTART`` for a row block."""
+    return f"tables.{shard.table}" + ("" if shard.whole else f".rows{shard.start}")
+
+
+def _in_block(ids: Tensor, offsets: Tensor, shard: Shard) -> tuple[Tensor, Tensor]:
+    """The bags restricted to the ids in ``shard``'s rows, renumbered from its first row."""
+    keep = (ids >= shard.start) & (ids < shard.stop)
+    num_bags = offsets.numel() - 1
+    bags = torch.repeat_interleave(torch.arange(num_bags, device=ids.device), offsets.diff())
+    counts = torch.bincount(bags[keep], minlength=num_bags)
+    return ids[keep] - shard.start, torch.cat([offsets[:1] * 0, counts.cumsum(0)])
 
 
 def _data_parallel(
@@ -108,19 +163,7 @@ def gradient_hook(
     enabled, else the ``dp_hook`` named (the metered all-reduce, PyTorch's fp16 cast or
     PowerSGD seeded with ``seed``, which every rank of the group must share)."""
     if dct_dp is not None and dct_dp.enabled:
-        state = DCTDPState(
-            process_group=group,
-            density=dct_dp.density,
-            update_every=dct_dp.update_every,
-            warmup_steps=dct_dp.warmup_steps,
-            value_dtype=dct_dp.value_dtype,
-            guard_factor=dct_dp.guard_factor,
-            guard_window=dct_dp.guard_window,
-            threshold_sample_size=dct_dp.threshold_sample_size,
-            module=module,
-            meter=meter,
-        )
-        return dct_dp_hook, state
+        return dct_dp_hook, dct_dp_state(dct_dp, group, module, meter)
     name = "allreduce" if dp_hook is None else dp_hook.name
     if name == "fp16":
         return metered_fp16_hook, MeteredAllReduceState(group, meter)
@@ -157,20 +200,25 @@ class HybridDLRM(nn.Module):
 
     Initialisation matches ``models.dlrm.DLRM`` with the same seed on any grid, so DDP's start-up
     broadcast is skipped (``init_sync=False``): every rank already holds identical weights.
-    Both DDPs use the same comm hook: DCT-DP's with ``dct_dp`` enabled, else the one
-    ``dp_hook`` names (PowerSGD seeded with ``seed``). ``dp_states`` holds the DCT-DP states by
-    name (``tables``, ``tower``; a group of one has none) for checkpoints and reporting.
+    The tower's DDP uses DCT-DP's comm hook with ``dct_dp`` enabled, else the one ``dp_hook``
+    names (PowerSGD seeded with ``seed``). The tables are not in a DDP: their gradients are the
+    rows a batch touched (``take_table_gradients``), thresholded by DCT-DP too when enabled;
+    with ``fused`` (unreplicated tables only) FBGEMM's kernel updates them inside backward and
+    there are none. ``plan`` places the tables (``dct.parallel.sharding``). ``dp_states``
+    holds the DCT-DP states by name (``tables``, ``tower``; a group of one has none) for
+    checkpoints and reporting.
 
     Example::
 
-        model = HybridDLRM(tower, table_sizes, dim=16, seed=0, topology=topology, meter=meter)
+        plan = plan_sharding(table_sizes, topology.mp_size, bytes_per_row("sgd", 16))
+        model = HybridDLRM(tower, plan, 16, seed=0, topology=topology, meter=meter, device=device)
         logits = model(local_dense, group_sparse.tables(model.owned_tables))
     """
 
     def __init__(
         self,
         dense_tower: DenseTower,
-        table_sizes: Sequence[int],
+        plan: ShardingPlan,
         dim: int,
         seed: int,
         topology: Topology,
@@ -179,26 +227,42 @@ class HybridDLRM(nn.Module):
         codecs: CodecPair = DENSE,
         dct_dp: DCTDPConfig | None = None,
         dp_hook: DPHookConfig | None = None,
+        fused: tuple[str, float, float] | None = None,
     ) -> None:
         super().__init__()
         self.topology, self.meter, self.codecs, self.dim = topology, meter, codecs, dim
-        self.plan = assign_tables(table_sizes, topology.mp_size)
-        self.owned_tables = self.plan[topology.mp_rank]
-        shard = TableShard(self.owned_tables, table_sizes, dim, seed).to(device)
-        self.shard, tables_state = _data_parallel(
-            shard, topology.replica_group, meter, device, dct_dp, dp_hook, seed
-        )
+        self.plan = plan
+        self.shard = TableShard(plan.shards[topology.mp_rank], dim, seed, device, fused)
+        self.owned_tables = [s.table for s in self.shard.shards]
         self.dense_tower, tower_state = _data_parallel(
-            dense_tower.to(device), topology.world_group, meter, device, dct_dp, dp_hook, seed
+            dense_tower.to(device),
+            topology.world_group,
+            meter.part("tower"),
+            device,
+            dct_dp,
+            dp_hook,
+            seed,
         )
-        states = {"tables": tables_state, "tower": tower_state}
+        self.table_sync = TableSync(
+            self.tables,
+            [_shard_name(s) for s in self.shard.shards],
+            topology.replica_group,
+            meter.part("tables"),
+            dct_dp,
+        )
+        states = {"tables": self.table_sync.state, "tower": tower_state}
         self.dp_states = {name: state for name, state in states.items() if state is not None}
-        arrival_order = [t for tables in self.plan for t in tables]
-        self.register_buffer(
-            "table_order",
-            torch.tensor([arrival_order.index(t) for t in range(len(table_sizes))], device=device),
-            persistent=False,
-        )
+        # Arriving slots (per source rank, per shard) in table order: each table's first slot,
+        # then the other row blocks' partial sums, added to their tables.
+        arrival = [s.table for shards in plan.shards for s in shards]
+        first = [arrival.index(t) for t in range(max(arrival) + 1)]
+        extra = [i for i in range(len(arrival)) if i not in first]
+        for name, values in (
+            ("first_slot", first),
+            ("extra_slot", extra),
+            ("extra_table", [arrival[i] for i in extra]),
+        ):
+            self.register_buffer(name, torch.tensor(values, device=device), persistent=False)
 
     def train_step(self, batch: RankBatch) -> Tensor:
         """Forward and backward of this rank's samples; returns their summed loss, detached."""
@@ -212,9 +276,19 @@ class HybridDLRM(nn.Module):
         """Click probabilities of this rank's samples."""
         return torch.sigmoid(self(batch.local.dense, batch.group_sparse))
 
-    def shard_tables(self) -> TableShard:
-        """The local tables, unwrapped from DDP."""
-        return self.shard.module if isinstance(self.shard, DistributedDataParallel) else self.shard
+    @property
+    def tables(self) -> list[SparseTable]:
+        """This rank's tables, in ``owned_tables`` order (none with the fused kernel, which
+        updates its rows itself)."""
+        return list(self.shard.tables)
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """What the dense optimizer steps: the tower's parameters."""
+        return list(self.dense_tower.parameters())
+
+    def take_table_gradients(self) -> list[RowGradient]:
+        """Each local table's gradient since the last call, averaged over its replicas."""
+        return self.table_sync.take()
 
     def forward(self, dense: Tensor, group_sparse: SparseFeatures) -> Tensor:
         """Logits for this rank's ``b`` samples.
@@ -228,12 +302,15 @@ class HybridDLRM(nn.Module):
         exchange = RowExchange(
             send_rows=[b] * mp_size,
             recv_rows=[b] * mp_size,
-            widths=[len(tables) * self.dim for tables in self.plan],
+            widths=[len(shards) * self.dim for shards in self.plan.shards],
             group=self.topology.mp_group,
             meter=self.meter,
             channel="mp",
             codecs=self.codecs,
         )
-        arrived = torch.cat(all_to_all_rows(pooled, exchange), dim=1)
-        embeddings = arrived.view(b, -1, self.dim).index_select(1, self.table_order)
+        arrived = torch.cat(all_to_all_rows(pooled, exchange), dim=1).view(b, -1, self.dim)
+        embeddings = arrived.index_select(1, self.first_slot)
+        if self.extra_slot.numel():
+            parts = arrived.index_select(1, self.extra_slot)
+            embeddings = embeddings.index_add(1, self.extra_table, parts)
         return self.dense_tower(dense, embeddings)

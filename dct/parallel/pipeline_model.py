@@ -5,7 +5,9 @@ model would), cuts it at ``cuts`` and keeps the stage of its MP rank. Every stag
 replica's whole batch; only the last one has a loss and predictions. With several replicas,
 each stage's gradients are averaged over its replica group after every step, through the same
 comm hooks DDP uses elsewhere (``dct.comm.grad_sync``): DCT-DP when ``dct.dp`` is enabled, else
-the one ``dp_hook`` names (PowerSGD seeded with ``seed``).
+the one ``dp_hook`` names (PowerSGD seeded with ``seed``). The tables (in the stage holding the
+interaction) hand over the rows a batch touched instead, averaged over the replica group by
+exchanging only those rows, thresholded by DCT-DP too when enabled (``dct.parallel.table_sync``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from dct.comm.grad_sync import sync_gradients
 from dct.comm.meter import ByteMeter
 from dct.config import ConfigError, DCTDPConfig, DPHookConfig
 from dct.data.batching import RankBatch
+from dct.embedding.rows import RowGradient
+from dct.embedding.table import SparseTable
 from dct.parallel.hybrid import gradient_hook
 from dct.parallel.pipeline import PipelineStage
+from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
 from models.dlrm import DLRM
 from models.dlrm_stages import CutError, split_dlrm
@@ -65,10 +70,16 @@ class PipelineDLRM(nn.Module):
         self.dp_states: dict[str, DCTDPState] = {}
         if topology.dp_size > 1:
             self.sync = gradient_hook(
-                self.stage, topology.replica_group, meter, dct_dp, dp_hook, seed
+                self.stage, topology.replica_group, meter.part("tower"), dct_dp, dp_hook, seed
             )
             if isinstance(self.sync[1], DCTDPState):
                 self.dp_states["stage"] = self.sync[1]
+        names = [f"tables.{t}" for t in range(len(self.tables))]
+        self.table_sync = TableSync(
+            self.tables, names, topology.replica_group, meter.part("tables"), dct_dp
+        )
+        if self.table_sync.state is not None:
+            self.dp_states["tables"] = self.table_sync.state
 
     def train_step(self, batch: RankBatch) -> Tensor:
         """Forward and backward of the replica's batch; its summed loss on the last stage,
@@ -84,3 +95,17 @@ class PipelineDLRM(nn.Module):
         """Click probabilities on the last stage, ``None`` elsewhere."""
         logits = self.pipeline.predict(batch.local)
         return None if logits is None else torch.sigmoid(logits)
+
+    @property
+    def tables(self) -> list[SparseTable]:
+        """The tables of this rank's stage (none unless it holds the interaction)."""
+        return [m for m in self.stage.modules() if isinstance(m, SparseTable)]
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """What the dense optimizer steps: the stage's parameters but its tables'."""
+        weights = {id(table.weight) for table in self.tables}
+        return [p for p in self.stage.parameters() if id(p) not in weights]
+
+    def take_table_gradients(self) -> list[RowGradient]:
+        """Each of the stage's tables' gradient since the last call, averaged over replicas."""
+        return self.table_sync.take()

@@ -17,16 +17,18 @@ from dataclasses import dataclass
 import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
-from dct.config import ConfigError
+from dct.config import ConfigError, RunConfig, model_parallel_size
 
 
 @dataclass(frozen=True)
 class GridShape:
-    """The grid's sizes; constructing one checks that it can exist."""
+    """The grid's sizes; constructing one checks that it can exist. ``whole_tables``: every
+    table lives whole on one MP rank, so each rank needs one (``parallel.sharding=table``)."""
 
     world_size: int
     mp_size: int
     num_tables: int
+    whole_tables: bool = True
 
     def __post_init__(self) -> None:
         if self.mp_size < 1:
@@ -38,16 +40,22 @@ class GridShape:
                 f"{[d for d in range(1, self.world_size + 1) if self.world_size % d == 0]} "
                 f"or launch a multiple of {self.mp_size} processes"
             )
-        if self.mp_size > self.num_tables:
+        if self.whole_tables and self.mp_size > self.num_tables:
             raise ConfigError(
                 f"parallel.mp_size={self.mp_size} exceeds the number of embedding tables "
-                f"({self.num_tables}): tables are sharded whole, so use mp_size <= "
-                f"{self.num_tables}"
+                f"({self.num_tables}) with parallel.sharding=table: use mp_size <= "
+                f"{self.num_tables}, or parallel.sharding=auto to cut tables into row blocks"
             )
 
     @property
     def dp_size(self) -> int:
         return self.world_size // self.mp_size
+
+
+def grid_shape(cfg: RunConfig, world_size: int) -> GridShape:
+    """The grid ``cfg`` asks of ``world_size`` ranks."""
+    whole = cfg.parallel.mp_mode == "embedding" and cfg.parallel.sharding == "table"
+    return GridShape(world_size, model_parallel_size(cfg), len(cfg.data.cardinalities), whole)
 
 
 class Topology:

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from dct.config import RunConfig, model_parallel_size, validate
+from dct.config import RunConfig, validate
 from dct.data.sources import with_data_shape
-from dct.parallel.topology import GridShape, Topology
+from dct.parallel.topology import Topology, grid_shape
 from dct.train.loop import summary_metrics, train
 from dct.train.sinks import write_json_atomically
 
@@ -68,9 +68,7 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device, compressor: str) ->
     world = dist.get_world_size()
     validate(cfg, world)
     cfg = with_data_shape(cfg)
-    topology = Topology(
-        GridShape(world, model_parallel_size(cfg), len(cfg.data.cardinalities)), device.type
-    )
+    topology = Topology(grid_shape(cfg, world), device.type)
     rows = dense_and_compressed(cfg, compressor, topology, device)
     if topology.rank == 0:
         write_json_atomically(run_dir / "benchmark.json", rows)

@@ -6,23 +6,27 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from dct.comm.collectives import all_reduce_sum
-from dct.comm.meter import CHANNELS, ByteMeter, ChannelBytes
-from dct.config import OptimConfig, RunConfig
+from dct.comm.meter import REPORTED, ByteMeter, ChannelBytes
+from dct.config import ConfigError, RunConfig
 from dct.data.batching import RankBatch, RankReader
 from dct.data.sources import open_source
+from dct.embedding.fused import fbgemm_available
+from dct.embedding.optimizers import bytes_per_row
 from dct.parallel.hybrid import HybridDLRM, embedding_codecs, mp_codecs
 from dct.parallel.pipeline_model import PipelineDLRM
+from dct.parallel.sharding import ShardingPlan, plan_sharding
 from dct.parallel.topology import Topology
 from dct.train import compression_report
 from dct.train.density_band import DensityBand
 from dct.train.evaluation import EvalResult, evaluate
+from dct.train.memory_report import MemoryReport, memory_report
+from dct.train.optimizers import Optimizers
 from dct.train.sinks import MetricSink
 from models.dlrm import DLRM, DenseTower
 
@@ -31,23 +35,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What a run produced. ``losses``: the global-batch mean loss of every step."""
+    """What a run produced. ``losses``: the global-batch mean loss of every step. ``step_times``:
+    each training step's wall time on this rank, reading its batch excluded (``read_times``)."""
 
     model: HybridDLRM | PipelineDLRM
     losses: list[float]
     evaluation: EvalResult
     step_times: list[float]
+    read_times: list[float]
     bytes_per_rank: dict[str, ChannelBytes]
     density_band: DensityBand
+    memory: MemoryReport
     history: list[EvalResult] = field(default_factory=list)
-
-
-def build_optimizer(
-    cfg: OptimConfig, lr: float, params: Iterable[nn.Parameter]
-) -> torch.optim.Optimizer:
-    if cfg.name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, eps=cfg.adagrad_eps)
-    return torch.optim.SGD(params, lr=lr)
 
 
 def build_model(
@@ -81,9 +80,18 @@ def build_model(
         cfg.model.top_mlp,
         cfg.seed,
     )
+    plan = sharding_plan(cfg, topology.mp_size)
+    if topology.rank == 0:
+        budget = cfg.parallel.memory_budget_gb
+        log.info(
+            "embedding plan (parallel.sharding=%s, memory budget %s per MP rank):\n%s",
+            cfg.parallel.sharding,
+            "none" if budget is None else f"{budget:g} GiB",
+            plan.describe(),
+        )
     return HybridDLRM(
         tower,
-        cfg.data.cardinalities,
+        plan,
         cfg.model.embedding_dim,
         cfg.seed,
         topology,
@@ -92,6 +100,46 @@ def build_model(
         codecs=embedding_codecs(cfg.dct.mp, cfg.model.embedding_dim),
         dct_dp=cfg.dct.dp,
         dp_hook=cfg.dp_hook,
+        fused=_fused_tables(cfg, topology),
+    )
+
+
+def _fused_tables(cfg: RunConfig, topology: Topology) -> tuple[str, float, float] | None:
+    """The fused kernel's optimizer (name, lr, eps) if ``model.table_kernel`` picks FBGEMM.
+
+    Its optimizer runs inside backward, so no row gradient exists to average over replicas or
+    to threshold: ``fbgemm`` there, or not installed, is a ``ConfigError``; ``auto`` falls back
+    to ``torch``.
+    """
+    kernel = cfg.model.table_kernel
+    replicated = topology.dp_size > 1
+    if kernel == "fbgemm" and replicated:
+        raise ConfigError(
+            "model.table_kernel=fbgemm updates tables inside backward, but replicas "
+            f"(dp_size={topology.dp_size}) must average row gradients first: use "
+            "model.table_kernel=torch, or parallel.mp_size equal to the world size"
+        )
+    available = fbgemm_available()
+    if kernel == "fbgemm" and not available:
+        raise ConfigError(
+            "model.table_kernel=fbgemm needs FBGEMM: pip install -e '.[fbgemm]' "
+            "(fbgemm-gpu-cpu; fbgemm-gpu on CUDA), or use model.table_kernel=torch"
+        )
+    if kernel == "torch" or replicated or not available:
+        return None
+    optim = cfg.optim
+    lr = cfg.train.lr if optim.tables_lr is None else optim.tables_lr
+    return optim.tables, lr, optim.adagrad_eps
+
+
+def sharding_plan(cfg: RunConfig, mp_size: int) -> ShardingPlan:
+    """Where the tables' rows live, by ``parallel.sharding`` within ``memory_budget_gb``."""
+    return plan_sharding(
+        cfg.data.cardinalities,
+        mp_size,
+        bytes_per_row(cfg.optim.tables, cfg.model.embedding_dim),
+        cfg.parallel.sharding,
+        cfg.parallel.memory_budget_gb,
     )
 
 
@@ -101,7 +149,7 @@ def _mean_bytes_per_rank(
     """Each channel's totals averaged over ranks (read before this reduction adds its own bytes)."""
     totals = meter.totals()
     flat = torch.tensor(
-        [float(v) for c in CHANNELS for v in (totals[c].sent, totals[c].dense)],
+        [float(v) for c in REPORTED for v in (totals[c].sent, totals[c].dense)],
         dtype=torch.float64,
         device=device,
     )
@@ -109,7 +157,7 @@ def _mean_bytes_per_rank(
     flat /= topology.world_size
     return {
         c: ChannelBytes(round(flat[2 * i].item()), round(flat[2 * i + 1].item()))
-        for i, c in enumerate(CHANNELS)
+        for i, c in enumerate(REPORTED)
     }
 
 
@@ -117,7 +165,7 @@ def _traffic_scalars(
     now: dict[str, ChannelBytes], before: dict[str, ChannelBytes], steps: int
 ) -> dict[str, float]:
     scalars: dict[str, float] = {}
-    for channel in CHANNELS:
+    for channel in REPORTED:
         delta = now[channel] - before[channel]
         scalars[f"bytes/{channel}_sent_per_step"] = delta.sent / steps
         scalars[f"bytes/{channel}_dense_per_step"] = delta.dense / steps
@@ -126,12 +174,12 @@ def _traffic_scalars(
 
 
 def _train_step(
-    model: HybridDLRM | PipelineDLRM, optimizer: torch.optim.Optimizer, batch: RankBatch
+    model: HybridDLRM | PipelineDLRM, optimizers: Optimizers, batch: RankBatch
 ) -> torch.Tensor:
     """One optimizer step; returns this rank's summed (not averaged) loss, detached."""
-    optimizer.zero_grad(set_to_none=True)
+    optimizers.zero_grad()
     loss_sum = model.train_step(batch)
-    optimizer.step()
+    optimizers.step(model.take_table_gradients())
     return loss_sum
 
 
@@ -143,7 +191,14 @@ def _reader(
     source, batch_size = open_source(cfg), cfg.train.batch_size
     if cfg.parallel.mp_mode == "pipeline":
         return RankReader(
-            source, batch_size, topology.dp_size, 1, topology.dp_rank, model.owned_tables, device
+            source,
+            batch_size,
+            topology.dp_size,
+            1,
+            topology.dp_rank,
+            model.owned_tables,
+            cfg.data.cardinalities,
+            device,
         )
     return RankReader(
         source,
@@ -152,6 +207,7 @@ def _reader(
         topology.mp_size,
         topology.rank,
         model.owned_tables,
+        cfg.data.cardinalities,
         device,
     )
 
@@ -171,13 +227,14 @@ def train(
     torch.manual_seed(cfg.seed)
     meter = ByteMeter()
     model = build_model(cfg, topology, meter, device)
-    optimizer = build_optimizer(cfg.optim, cfg.train.lr, model.parameters())
+    optimizers = Optimizers(cfg.optim, cfg.train.lr, model.dense_parameters(), model.tables)
     reader = _reader(cfg, topology, model, device)
     steps, log_every, eval_every = cfg.train.steps, cfg.train.log_every, cfg.train.eval_every
     batch_size = cfg.train.batch_size
     losses: list[float] = []
     pending: list[torch.Tensor] = []
     step_times: list[float] = []
+    read_times: list[float] = []
     history: list[EvalResult] = []
     traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
     band = DensityBand(cfg.dct.dp.density, cfg.dct.dp.guard_factor, model.dp_states)
@@ -186,8 +243,11 @@ def train(
     )
     for step in range(1, steps + 1):
         started = time.perf_counter()
-        pending.append(_train_step(model, optimizer, reader.read("train", step - 1)))
-        step_times.append(time.perf_counter() - started)
+        batch = reader.read("train", step - 1)
+        read = time.perf_counter()
+        pending.append(_train_step(model, optimizers, batch))
+        step_times.append(time.perf_counter() - read)
+        read_times.append(read - started)
         progress.update()
 
         if step % log_every == 0 or step == steps:
@@ -218,13 +278,16 @@ def train(
             # Per-step traffic scalars describe training steps only.
             traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
     progress.close()
+    memory = memory_report(model, optimizers, topology, meter, device)
     return TrainResult(
         model=model,
         losses=losses,
         evaluation=history[-1],
         step_times=step_times,
+        read_times=read_times,
         bytes_per_rank=_mean_bytes_per_rank(meter, topology, device),
         density_band=band,
+        memory=memory,
         history=history,
     )
 
@@ -241,14 +304,16 @@ def summary_metrics(result: TrainResult, cfg: RunConfig, topology: Topology) -> 
         "final_train_loss": result.losses[-1],
         "samples_per_sec": cfg.train.batch_size * len(result.step_times) / sum(result.step_times),
         "step_time_median_s": statistics.median(result.step_times),
+        "read_time_median_s": statistics.median(result.read_times),
         "steps": len(result.step_times),
         "world_size": topology.world_size,
         "mp_size": topology.mp_size,
         "dp_size": topology.dp_size,
         **compression_report.summary(result.model),
         **result.density_band.summary(),
+        **result.memory.summary(),
     }
-    for channel in CHANNELS:
+    for channel in REPORTED:
         metrics[f"{channel}_bytes_sent"] = traffic[channel].sent
         metrics[f"{channel}_bytes_dense"] = traffic[channel].dense
         metrics[f"{channel}_ratio"] = traffic[channel].ratio

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from dct.config import RunConfig, model_parallel_size, validate
+from dct.config import RunConfig, validate
 from dct.data.sources import with_data_shape
-from dct.parallel.topology import GridShape, Topology
+from dct.parallel.topology import Topology, grid_shape
 from dct.train.compression_report import DP_HOOKS
 from dct.train.loop import summary_metrics, train
 from dct.train.sinks import open_sinks, write_json_atomically
@@ -29,7 +29,7 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
     world_size = dist.get_world_size()
     validate(cfg, world_size)
     cfg = with_data_shape(cfg)
-    shape = GridShape(world_size, model_parallel_size(cfg), len(cfg.data.cardinalities))
+    shape = grid_shape(cfg, world_size)
     topology = Topology(shape, device.type)
     lead = topology.rank == 0
     log.info(

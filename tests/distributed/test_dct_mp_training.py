@@ -26,7 +26,7 @@ from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import summary_metrics, train
 from models.dlrm import DLRM
 from tests.distributed.spawn import run_ranks
-from tests.distributed.test_golden import small_config
+from tests.distributed.test_golden import small_config, with_dense_tables
 
 
 def dense_and_compressed(variants: dict[str, dict], steps: int) -> dict[str, dict]:
@@ -60,7 +60,7 @@ def test_full_density_trains_exactly_as_dense(world, tmp_path):
 
 
 def masked_config(world: int, density: float) -> RunConfig:
-    cfg = small_config(world, "sgd")
+    cfg = small_config(world, "sgd", sharding="table")
     cfg.dct.mp = DCTMPConfig(enabled=True, density=density, granularity="table")
     return cfg
 
@@ -69,8 +69,8 @@ def train_tables(cfg: RunConfig) -> dict:
     world = dist.get_world_size()
     topology = Topology(GridShape(world, world, len(cfg.data.cardinalities)), "cpu")
     result = train(cfg, topology, torch.device("cpu"))
-    shard = result.model.shard_tables()
-    tables = {t: table.weight.detach() for t, table in zip(shard.table_indices, shard.tables)}
+    model = result.model
+    tables = {s.table: w.clone() for s, w in zip(model.shard.shards, model.shard.weights())}
     return {"losses": result.losses, "tables": tables}
 
 
@@ -83,7 +83,9 @@ def top_k_mask(pooled: torch.Tensor, density: float) -> torch.Tensor:
 
 def masked_reference(cfg: RunConfig) -> dict:
     data, model = cfg.data, cfg.model
-    dlrm = DLRM(data.num_dense, model.bottom_mlp, data.cardinalities, model.top_mlp, cfg.seed)
+    dlrm = with_dense_tables(
+        DLRM(data.num_dense, model.bottom_mlp, data.cardinalities, model.top_mlp, cfg.seed)
+    )
     optimizer = torch.optim.SGD(dlrm.parameters(), lr=cfg.train.lr)
     source, size = SyntheticClicks(data, cfg.seed), cfg.train.batch_size
     losses = []

@@ -1,7 +1,9 @@
 """Hybrid-parallel training equals single-process training on the same global batches.
 
-The reference is an independent plain loop over ``models.dlrm.DLRM``: no process group, no
-sharding, no all-to-all, no DDP.
+The reference is an independent plain loop over ``models.dlrm.DLRM`` whose tables are swapped for
+``nn.EmbeddingBag`` copies with dense gradients, updated by ``torch.optim`` (SGD, Adagrad) or by
+row-wise Adagrad written out here: no process group, no sharding, no all-to-all, no DDP, no row
+gradients.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from dct.config import (
     model_parallel_size,
 )
 from dct.data.synthetic import SyntheticClicks
+from dct.embedding.fused import fbgemm_available
 from dct.parallel.topology import GridShape, Topology
-from dct.train.loop import build_optimizer, train
+from dct.train.loop import train
+from dct.train.optimizers import dense_optimizer
 from models.dlrm import DLRM
 from tests.distributed.spawn import run_ranks
 
@@ -40,13 +44,21 @@ ATOL = 1e-5
 ADAGRAD_EPS = 1e-3
 
 
-def small_config(mp_size: int, optim: str) -> RunConfig:
+def small_config(
+    mp_size: int,
+    optim: str,
+    tables: str | None = None,
+    sharding: str = "auto",
+    kernel: str = "torch",
+) -> RunConfig:
+    """``tables``: the tables' optimizer, ``optim`` (the tower's) unless given. ``auto``
+    sharding cuts table 3 (1,000 of the 1,667 rows) into row blocks and keeps the rest whole."""
     return RunConfig(
         seed=3,
-        model=ModelConfig(embedding_dim=8, bottom_mlp=[16, 8], top_mlp=[16]),
+        model=ModelConfig(embedding_dim=8, bottom_mlp=[16, 8], top_mlp=[16], table_kernel=kernel),
         data=DataConfig(cardinalities=[50, 400, 30, 1000, 7, 120, 60], eval_size=200),
-        parallel=ParallelConfig(mp_size=mp_size),
-        optim=OptimConfig(name=optim, adagrad_eps=ADAGRAD_EPS),
+        parallel=ParallelConfig(mp_size=mp_size, sharding=sharding),
+        optim=OptimConfig(name=optim, adagrad_eps=ADAGRAD_EPS, tables=tables or optim),
         train=TrainConfig(steps=12, batch_size=64, lr=0.3, eval_every=6, log_every=5),
         output=OutputConfig(tensorboard=False, progress_bar=False),
     )
@@ -55,12 +67,53 @@ def small_config(mp_size: int, optim: str) -> RunConfig:
 def train_rank(cfg: RunConfig) -> dict:
     shape = GridShape(dist.get_world_size(), cfg.parallel.mp_size, len(cfg.data.cardinalities))
     result = train(cfg, Topology(shape, "cpu"), torch.device("cpu"))
-    shard = result.model.shard_tables()
+    model = result.model
     return {
         "losses": result.losses,
         "auc": result.evaluation.auc,
-        "tables": {t: table.weight.detach() for t, table in zip(shard.table_indices, shard.tables)},
+        "tables": {
+            (s.table, s.start, s.stop): weight.clone()
+            for s, weight in zip(model.shard.shards, model.shard.weights())
+        },
+        # Every gradient the tables' parameters hold: none, or FBGEMM's empty placeholder.
+        "table_grad_sizes": [
+            0 if p.grad is None else p.grad.numel() for p in model.shard.parameters()
+        ],
     }
+
+
+class RowwiseAdagrad:
+    """Row-wise Adagrad on dense table gradients: one accumulator per row, mean of the squares."""
+
+    def __init__(self, weights: list[nn.Parameter], lr: float, eps: float) -> None:
+        self.weights, self.lr, self.eps = weights, lr, eps
+        self.state = [torch.zeros(w.shape[0]) for w in weights]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for weight, state in zip(self.weights, self.state):
+            state += weight.grad.square().mean(dim=1)
+            weight -= self.lr * weight.grad / (state.sqrt() + self.eps).unsqueeze(1)
+
+
+def with_dense_tables(model: DLRM) -> DLRM:
+    """``model`` with its tables swapped for ``nn.EmbeddingBag`` copies (dense gradients)."""
+    model.sparse_arch.tables = nn.ModuleList(
+        nn.EmbeddingBag.from_pretrained(
+            table.weight.detach().clone(), freeze=False, mode="sum", include_last_offset=True
+        )
+        for table in model.sparse_arch.tables
+    )
+    return model
+
+
+def table_optimizer(cfg: RunConfig, weights: list[nn.Parameter]):
+    optim, lr = cfg.optim, cfg.train.lr
+    if optim.tables == "sgd":
+        return torch.optim.SGD(weights, lr=lr)
+    if optim.tables == "adagrad":
+        return torch.optim.Adagrad(weights, lr=lr, eps=optim.adagrad_eps)
+    return RowwiseAdagrad(weights, lr, optim.adagrad_eps)
 
 
 def reference_run(cfg: RunConfig) -> dict:
@@ -71,15 +124,18 @@ def reference_run(cfg: RunConfig) -> dict:
         cfg.model.top_mlp,
         cfg.seed,
     )
-    optimizer = build_optimizer(cfg.optim, cfg.train.lr, model.parameters())
+    with_dense_tables(model)
+    tower = dense_optimizer(cfg.optim, cfg.train.lr, model.dense_tower.parameters())
+    tables = table_optimizer(cfg, [t.weight for t in model.sparse_arch.tables])
     data, size = SyntheticClicks(cfg.data, cfg.seed), cfg.train.batch_size
     losses = []
     for step in range(cfg.train.steps):
         batch = data.samples("train", step * size, size)
         loss = nn.functional.binary_cross_entropy_with_logits(model(batch), batch.labels)
-        optimizer.zero_grad()
+        model.zero_grad()
         loss.backward()
-        optimizer.step()
+        tower.step()
+        tables.step()
         losses.append(loss.item())
     eval_batch = data.samples("eval", 0, 256)
     with torch.no_grad():
@@ -99,29 +155,65 @@ def assert_same_training(result: dict, reference: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    "world_size, mp_size, optim",
-    [(1, 1, "sgd"), (2, 2, "sgd"), (4, 2, "sgd"), (4, 4, "sgd"), (4, 2, "adagrad")],
+    "world_size, mp_size, optim, tables, sharding, kernel",
+    [
+        (1, 1, "sgd", "sgd", "auto", "torch"),
+        (2, 2, "sgd", "rowwise_adagrad", "table", "torch"),
+        (2, 2, "sgd", "adagrad", "row", "torch"),
+        (2, 2, "adagrad", "rowwise_adagrad", "auto", "torch"),
+        (4, 2, "sgd", "sgd", "table", "torch"),
+        (4, 2, "sgd", "sgd", "row", "torch"),
+        (4, 4, "sgd", "adagrad", "table", "torch"),
+        (4, 4, "sgd", "rowwise_adagrad", "row", "torch"),
+        (4, 4, "adagrad", "sgd", "auto", "torch"),
+        (4, 2, "adagrad", "adagrad", "auto", "torch"),
+        (4, 2, "adagrad", "rowwise_adagrad", "auto", "torch"),
+        (1, 1, "sgd", "rowwise_adagrad", "auto", "fbgemm"),
+        (2, 2, "sgd", "sgd", "auto", "fbgemm"),
+        (2, 2, "adagrad", "adagrad", "table", "fbgemm"),
+        (4, 4, "sgd", "rowwise_adagrad", "row", "fbgemm"),
+    ],
 )
-def test_hybrid_training_equals_single_process(world_size, mp_size, optim, tmp_path):
-    cfg = small_config(mp_size, optim)
+def test_hybrid_training_equals_single_process(
+    world_size, mp_size, optim, tables, sharding, kernel, tmp_path
+):
+    """Whole tables, row blocks and plans mixing both, with dct's kernel and FBGEMM's fused
+    one; replicated shards (world > mp) average the rows they touched; no table keeps a dense
+    gradient."""
+    if kernel == "fbgemm" and not fbgemm_available():
+        pytest.skip("FBGEMM is not installed: pip install -e '.[fbgemm]'")
+    cfg = small_config(mp_size, optim, tables, sharding, kernel)
     reference = reference_run(cfg)
     ranks = run_ranks(world_size, train_rank, cfg, tmp_dir=tmp_path)
 
     for result in ranks:
         assert_same_training(result, reference)
-        for table, weight in result["tables"].items():
-            torch.testing.assert_close(weight, reference["tables"][table], rtol=0.0, atol=ATOL)
+        assert not any(result["table_grad_sizes"])
+        for (table, start, stop), weight in result["tables"].items():
+            expected = reference["tables"][table][start:stop]
+            torch.testing.assert_close(weight, expected, rtol=0.0, atol=ATOL)
 
-    owners = [set(result["tables"]) for result in ranks]
-    assert set().union(*owners) == set(range(len(cfg.data.cardinalities)))
-    assert all(owners[r] == owners[r % mp_size] for r in range(world_size))
+    # Every row of every table is held by exactly one MP rank, the same on every replica.
+    shards = [set(result["tables"]) for result in ranks]
+    assert all(shards[r] == shards[r % mp_size] for r in range(world_size))
+    for table, rows in enumerate(cfg.data.cardinalities):
+        blocks = sorted((a, b) for held in shards[:mp_size] for t, a, b in held if t == table)
+        edges = [0] + [b for _, b in blocks]
+        assert [a for a, _ in blocks] == edges[:-1] and edges[-1] == rows
+        cut = sharding == "row" or (sharding == "auto" and rows == 1000)
+        assert len(blocks) == (mp_size if cut else 1)
 
 
 def train_pipeline_rank(cfg: RunConfig) -> dict:
     shape = GridShape(dist.get_world_size(), model_parallel_size(cfg), len(cfg.data.cardinalities))
     result = train(cfg, Topology(shape, "cpu"), torch.device("cpu"))
     states = result.model.dp_states
-    return {"losses": result.losses, "auc": result.evaluation.auc, "dct_dp": list(states)}
+    return {
+        "losses": result.losses,
+        "auc": result.evaluation.auc,
+        "dct_dp": list(states),
+        "holds_tables": bool(result.model.tables),
+    }
 
 
 @pytest.mark.parametrize(
@@ -131,7 +223,7 @@ def train_pipeline_rank(cfg: RunConfig) -> dict:
         (1, ["bottom_mlp.1", "top_mlp.0"], 4, "sgd", False),
         (1, ["top_mlp.0"], 2, "adagrad", False),
         (2, ["bottom_mlp.1"], 2, "sgd", False),
-        (2, ["top_mlp.0"], 2, "adagrad", False),
+        (2, ["top_mlp.0"], 2, "rowwise_adagrad", False),
         (2, ["bottom_mlp.1"], 2, "sgd", True),
     ],
 )
@@ -139,8 +231,10 @@ def test_pipeline_training_equals_single_process(
     replicas, cuts, microbatches, optim, dct_dp, tmp_path
 ):
     """Replicas average each stage's gradients through the metered all-reduce hook, or through
-    DCT-DP at density 1.0, which sends every nonzero entry exactly."""
-    cfg = small_config(1, optim)
+    DCT-DP at density 1.0, which sends every nonzero entry exactly. ``rowwise_adagrad``: the
+    tables' optimizer, the tower's being Adagrad."""
+    tower = "adagrad" if optim == "rowwise_adagrad" else optim
+    cfg = small_config(1, tower, optim)
     cfg.parallel = ParallelConfig(mp_mode="pipeline", microbatches=microbatches)
     cfg.model.cuts = cuts
     cfg.dct.dp = DCTDPConfig(enabled=dct_dp, density=1.0)
@@ -148,4 +242,5 @@ def test_pipeline_training_equals_single_process(
     world = replicas * (len(cuts) + 1)
     for result in run_ranks(world, train_pipeline_rank, cfg, tmp_dir=tmp_path):
         assert_same_training(result, reference)
-        assert result["dct_dp"] == (["stage"] if dct_dp else [])
+        hooks = ["stage", "tables"] if result["holds_tables"] else ["stage"]
+        assert result["dct_dp"] == (hooks if dct_dp else [])

@@ -235,9 +235,9 @@ def small_run(mp_mode: str, dp_hook: DPHookConfig) -> RunConfig:
         ),
         data=DataConfig(cardinalities=[50, 400, 30, 1000, 7, 120, 60], eval_size=256),
         parallel=ParallelConfig(mp_mode=mp_mode),
-        # SGD: a step in proportion to the gradient, so fp16's rounding stays as small as it is
-        # (Adagrad would scale near-zero entries up to full-size steps).
-        optim=OptimConfig(name="sgd"),
+        # SGD, tables too: a step in proportion to the gradient, so fp16's rounding stays as
+        # small as it is (an Adagrad would scale near-zero entries up to full-size steps).
+        optim=OptimConfig(name="sgd", tables="sgd"),
         train=TrainConfig(steps=STEPS_E2E, batch_size=128, lr=0.3, eval_every=20, log_every=5),
         dp_hook=dp_hook,
         output=OutputConfig(tensorboard=False, progress_bar=False),
@@ -290,18 +290,21 @@ def predicted_dp_bytes(ranks: list[dict], hook: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize("mp_mode, world", [("embedding", 2), ("pipeline", 4)])
 def test_training_with_pytorch_hooks(mp_mode, world, tmp_path):
-    """Embedding mode: the tables' and the tower's DDPs, 2 ranks; pipeline mode: 2 replicas of
-    2 stages, each stage's gradients over its replica group."""
+    """Embedding mode: the tower's DDP, 2 ranks; pipeline mode: 2 replicas of 2 stages, each
+    stage's dense gradients over its replica group. The hooks compress dense gradients only:
+    tables exchange the rows they touched, uncompressed, whatever the hook."""
     ranks = run_ranks(world, train_with_each_hook, mp_mode, tmp_dir=tmp_path)
     runs = ranks[0]
     for hook, run in runs.items():
         metrics = run["metrics"]
-        assert (metrics["dp_bytes_sent"], metrics["dp_bytes_dense"]) == predicted_dp_bytes(
-            ranks, hook
-        )
+        assert (
+            metrics["dp_tower_bytes_sent"],
+            metrics["dp_tower_bytes_dense"],
+        ) == predicted_dp_bytes(ranks, hook)
+        assert metrics["dp_tables_ratio"] == 1.0 and metrics["dp_tables_bytes_sent"] > 0
     dense, fp16, powersgd = runs["dense"], runs["fp16"], runs["powersgd"]
-    assert fp16["metrics"]["dp_ratio"] == 2.0
-    assert powersgd["metrics"]["dp_ratio"] > 1.0
+    assert fp16["metrics"]["dp_tower_ratio"] == 2.0
+    assert powersgd["metrics"]["dp_tower_ratio"] > 1.0
 
     torch.testing.assert_close(fp16["losses"], dense["losses"], rtol=0, atol=1e-4)
     # PowerSGD all-reduces plainly for powersgd_start_step steps: the loss after them is dense's.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dct.config import DEFAULT_CARDINALITIES
-from dct.parallel.sharding import assign_tables
+from dct.parallel.sharding import plan_sharding
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = str(REPO / "launch" / "train.py")
@@ -37,6 +37,16 @@ METRIC_KEYS = {
     "mp_bytes_dense",
     "dp_ratio",
     "mp_ratio",
+    "dp_tables_bytes_sent",
+    "dp_tables_bytes_dense",
+    "dp_tables_ratio",
+    "dp_tower_bytes_sent",
+    "dp_tower_bytes_dense",
+    "dp_tower_ratio",
+    "read_time_median_s",
+    "state_bytes",
+    "peak_rss_bytes",
+    "rss_over_state",
 }
 
 
@@ -62,6 +72,11 @@ def test_two_process_run_writes_every_output(tmp_path):
     assert metrics["dp_bytes_sent"] == metrics["dp_bytes_dense"] > 0
     assert metrics["mp_ratio"] == metrics["dp_ratio"] == 1.0
     assert 0.5 < metrics["auc"] < metrics["bayes_auc"]
+    # 13 tables of the default 94,296 rows x (16 fp32 + a row-wise accumulator) at most, a
+    # tower, Adagrad's state for it; the process holds all that and the interpreter.
+    assert 0 < metrics["state_bytes"] < 94_296 * 68 + 200_000
+    assert metrics["peak_rss_bytes"] > metrics["state_bytes"]
+    assert metrics["rss_over_state"] > 1
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines if "train/loss" in line] == [4, 8, 12]
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
@@ -80,10 +95,12 @@ def test_dct_dp_run_reports_its_compression(tmp_path):
     logged = {}
     for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
         logged.update(json.loads(line))
-    for name in ("tables", "tower"):
-        assert 0 < logged[f"dct_dp/{name}/achieved_density"] <= 0.015
+    # At 64 samples a rank a table touches a few dozen rows, and every layer sends at least one
+    # entry a step: the tables' density sits a little above the band's top.
+    for name, most in (("tables", 0.02), ("tower", 0.015)):
+        assert 0 < logged[f"dct_dp/{name}/achieved_density"] <= most
         assert logged[f"dct_dp/{name}/ratio"] > 1
-    assert logged["dct_dp_threshold/tables/tables.0.weight"] > 0
+    assert logged["dct_dp_threshold/tables/tables.0"] > 0
 
 
 def test_dct_mp_run_reports_its_compression(tmp_path):
@@ -95,7 +112,7 @@ def test_dct_mp_run_reports_its_compression(tmp_path):
     # the gradients of rank 1's tables (64 bytes each). DCT-MP sends one fp16 value and its uint8
     # position per table (3 bytes) and one fp16 gradient per table back (2 bytes). Evaluation
     # has no backward pass, so the run's total ratio lies between 64 / 3 and the training ratio.
-    own, other = (len(tables) for tables in assign_tables(DEFAULT_CARDINALITIES, 2))
+    own, other = (len(shards) for shards in plan_sharding(DEFAULT_CARDINALITIES, 2, 1).shards)
     training_ratio = 64 * (own + other) / (3 * own + 2 * other)
     assert metrics["mp_ratio"] == metrics["mp_bytes_dense"] / metrics["mp_bytes_sent"]
     assert 64 / 3 < metrics["mp_ratio"] < training_ratio
@@ -144,6 +161,12 @@ def test_plain_python_trains_as_one_process_and_says_a_gradient_hook_does_nothin
         ("train.stpes=5", "Key 'stpes' not in 'TrainConfig'"),
         ("dct.dp.density=0", "dct.dp.density=0.0 must be in (0, 1]"),
         ("dct.mp.granularity=row", "dct.mp.granularity='row': use sample"),
+        ("model.table_kernel=fbgemm", "model.table_kernel=fbgemm updates tables inside backward"),
+        (
+            "parallel.mp_size=2 parallel.memory_budget_gb=0.0001",
+            "table 14 (14992 rows, 0.001 GiB with its optimizer state) fits no rank within "
+            "parallel.memory_budget_gb=0.0001 across 2 MP rank(s)",
+        ),
         (
             "parallel.mp_mode=pipeline model.cuts=[top_mlp.5]",
             "model.cuts=['top_mlp.5']: unknown cut(s) ['top_mlp.5']: this model can be cut at",

@@ -1,9 +1,11 @@
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dct.data.batch import Batch, SparseFeatures
 from dct.data.batching import RankReader
+from dct.data.criteo_format import DataError
 
 bags_strategy = st.lists(
     st.lists(st.lists(st.integers(0, 99), max_size=4), min_size=6, max_size=6),
@@ -50,7 +52,9 @@ class CountingSource:
 def test_ranks_read_disjoint_slices_and_their_groups_ids():
     world, mp_size, batch_size, step = 4, 2, 16, 3
     readers = [
-        RankReader(CountingSource(), batch_size, world, mp_size, rank, tables=[rank % mp_size, 2])
+        RankReader(
+            CountingSource(), batch_size, world, mp_size, rank, [rank % mp_size, 2], [4000] * 3
+        )
         for rank in range(world)
     ]
     batches = [reader.read("train", step) for reader in readers]
@@ -64,3 +68,34 @@ def test_ranks_read_disjoint_slices_and_their_groups_ids():
             i + 1000 * (rank % mp_size) for i in group_ids
         ]
         assert batch.group_sparse.values[1].tolist() == [i + 2000 for i in group_ids]
+
+
+class OneIdSource:
+    """Every sample has id ``value`` in every table."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def samples(self, split: str, start: int, count: int) -> Batch:
+        sparse = SparseFeatures(
+            tuple(torch.full((count,), self.value) for _ in range(2)),
+            tuple(torch.arange(count + 1) for _ in range(2)),
+        )
+        return Batch(torch.zeros(count, 1), sparse, torch.zeros(count))
+
+
+@pytest.mark.parametrize("bad_id", [-1, 50, 10**9])
+def test_an_id_outside_its_table_is_one_line_naming_feature_id_and_rows(bad_id):
+    reader = RankReader(OneIdSource(bad_id), 8, 2, 2, 1, tables=[1], cardinalities=[10**10, 50])
+    with pytest.raises(DataError) as error:
+        reader.read("train", 3)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "train batch 3" in message and "feature C2" in message
+    assert f"id {bad_id}," in message and "table of 50 rows" in message
+
+
+def test_ids_at_the_table_edges_are_accepted():
+    for value in (0, 49):
+        batch = RankReader(OneIdSource(value), 8, 2, 2, 1, [1], [50, 50]).read("eval", 0)
+        assert batch.group_sparse.values[0].tolist() == [value] * 8

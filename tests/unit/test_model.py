@@ -59,3 +59,14 @@ def test_dlrm_gives_one_logit_per_sample_and_learns():
         losses.append(loss.item())
     assert model(batch).shape == (16,)
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_a_row_block_built_alone_equals_those_rows_of_the_whole_table():
+    from models.dlrm import INIT_CHUNK_ROWS
+
+    rows = 2 * INIT_CHUNK_ROWS + 300
+    whole = build_table(rows, 2, seed=4, table_index=3).weight
+    for block in [range(0, 10), range(5, INIT_CHUNK_ROWS + 7), range(INIT_CHUNK_ROWS, rows)]:
+        alone = build_table(rows, 2, seed=4, table_index=3, rows=block).weight
+        assert torch.equal(alone, whole[block.start : block.stop])
+    assert whole.abs().max() <= 1 / rows**0.5

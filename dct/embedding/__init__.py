@@ -1,0 +1,2 @@
+"""The table engine: sparse lookups whose gradients are the rows a batch touched, and updates of
+those rows only."""
