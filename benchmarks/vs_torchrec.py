@@ -12,8 +12,6 @@ which exclude reading the batch as TorchRec's pre-generated batches do. Both are
 global batch / median step time (TorchRec's median over ranks, dct's on rank 0).
 
     python benchmarks/vs_torchrec.py --peer-python peer-venv/bin/python --rounds 3
-
-Add ``--profile`` to print one profiled step table of each (rank 0, top ops by self CPU time).
 """
 
 from __future__ import annotations
@@ -42,18 +40,16 @@ def torchrun(python: str, args: list[str]) -> str:
     return done.stdout + done.stderr
 
 
-def peer_run(python: str, steps: int, profile: bool) -> tuple[float, str]:
+def peer_run(python: str, steps: int) -> float:
     args = [
         str(PEER), f"--num-tables={TABLES}", f"--num-rows={ROWS}", f"--emb-dim={DIM}",
         f"--batch-size={BATCH // 2}", f"--steps={steps}",
     ]  # fmt: skip
-    if profile:
-        args.append("--profile=3")
     output = torchrun(python, args)
     found = re.search(r"median step ([0-9.]+) ms", output)
     if found is None:
         sys.exit(f"no median step in TorchRec's output:\n{output[-2000:]}")
-    return BATCH / (float(found.group(1)) / 1e3), output
+    return BATCH / (float(found.group(1)) / 1e3)
 
 
 def dct_run(steps: int, out: Path, kernel: str) -> float:
@@ -75,7 +71,6 @@ def main() -> None:
     parser.add_argument("--peer-python", required=True, help="the TorchRec venv's python")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30, help="timed steps per run")
-    parser.add_argument("--profile", action="store_true")
     parser.add_argument(
         "--kernels", nargs="+", default=["fbgemm", "torch"], help="dct's model.table_kernel values"
     )
@@ -86,7 +81,7 @@ def main() -> None:
     runs.update({f"dct, table_kernel={kernel}": [] for kernel in args.kernels})
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            runs["TorchRec 1.8"].append(peer_run(args.peer_python, args.steps, False)[0])
+            runs["TorchRec 1.8"].append(peer_run(args.peer_python, args.steps))
             for kernel in args.kernels:
                 out = Path(tmp) / f"r{r}{kernel}"
                 runs[f"dct, table_kernel={kernel}"].append(dct_run(args.steps, out, kernel))
@@ -101,9 +96,6 @@ def main() -> None:
         median = statistics.median(values)
         per_round = ", ".join(f"{v:.0f}" for v in values)
         print(f"| {name} | {per_round} | {median:.0f} | {median / reference:.2f} |")
-    if args.profile:
-        print("\nTorchRec, 3 profiled steps, rank 0:\n")
-        print(peer_run(args.peer_python, 10, True)[1].split("Self CPU time total")[0][-6000:])
 
 
 if __name__ == "__main__":

@@ -18,15 +18,7 @@ from torch import Tensor, nn
 from dct.embedding.rows import RowGradient, coalesce
 
 
-def _one_id_per_bag(ids: Tensor, offsets: Tensor) -> bool:
-    return ids.numel() == offsets.numel() - 1 and bool((offsets.diff() == 1).all())
-
-
 def _pool(weight: Tensor, ids: Tensor, offsets: Tensor) -> Tensor:
-    """Sum pooling; one id a bag (Criteo's case) is a plain gather, which skips the bag
-    bookkeeping and zero-filled output of ``embedding_bag``."""
-    if _one_id_per_bag(ids, offsets):
-        return weight.index_select(0, ids)
     return nn.functional.embedding_bag(ids, weight, offsets, mode="sum", include_last_offset=True)
 
 
@@ -42,12 +34,10 @@ class _SumPooledLookup(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, None, None, None]:
         ids, offsets = ctx.saved_tensors
-        if _one_id_per_bag(ids, offsets):
-            per_id = grad.contiguous()  # its bag's gradient as is
-        else:
-            bags = torch.arange(grad.shape[0], device=grad.device)
-            per_id = grad.index_select(0, torch.repeat_interleave(bags, offsets.diff()))
-        ctx.table.pending.append((ids, per_id))
+        bags = torch.repeat_interleave(
+            torch.arange(grad.shape[0], device=grad.device), offsets.diff()
+        )
+        ctx.table.pending.append((ids, grad.index_select(0, bags)))
         return None, None, None, None
 
 
@@ -79,7 +69,5 @@ class SparseTable(nn.Module):
         pending, self.pending = self.pending, []
         if not pending:
             return RowGradient.empty(self.dim, self.weight)
-        if len(pending) == 1:
-            return coalesce(*pending[0])
         ids, grads = zip(*pending)
         return coalesce(torch.cat(ids), torch.cat(grads))

@@ -117,9 +117,11 @@ def plan_sharding(
             loads[rank] += block_bytes
             shards[rank].append(block)
 
+    total = max(sum(sizes), 1)
+
     def cost(rank: int) -> float:
         """A rank's share of all bytes plus its share of all lookups (one per table a bag)."""
-        return loads[rank] / max(sum(sizes), 1) + len(shards[rank]) / len(sizes)
+        return loads[rank] / total + len(shards[rank]) / len(sizes)
 
     order = sorted(range(len(sizes)), key=lambda t: (-sizes[t], t))
     split = mp_size > 1 and mode != "table"

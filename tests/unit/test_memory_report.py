@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 from torch import nn
 
@@ -32,6 +35,17 @@ def test_state_counts_parameters_and_both_optimizers_once() -> None:
         assert state_bytes(model, optimizers) == expected
 
 
-def test_peak_rss_covers_a_buffer_just_touched() -> None:
-    buffer = torch.ones(64 << 20, dtype=torch.uint8)
-    assert peak_rss_bytes() >= buffer.numel()
+def kernel_high_water_mark() -> int:
+    """The kernel's own account of this process's peak RSS (``VmHWM``), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_peak_rss_is_the_kernels_high_water_mark_in_bytes() -> None:
+    buffer = torch.ones(256 << 20, dtype=torch.uint8)  # touched: resident
+    expected = kernel_high_water_mark()
+    assert buffer.numel() < expected
+    assert abs(peak_rss_bytes() - expected) <= 8 << 20
