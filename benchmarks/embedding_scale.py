@@ -38,7 +38,7 @@ def run(overrides: list[str], steps: int, out: Path) -> dict[str, float]:
         str(ROOT / "launch" / "train.py"), "parallel.mp_size=2", "train.batch_size=4096",
         f"train.steps={steps}", f"train.eval_every={steps}", "data.eval_size=4096",
         "output.progress_bar=false", "output.tensorboard=false", f"hydra.run.dir={out}",
-        *overrides,
+        "train.resume=never", *overrides,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, check=True, env=env, cwd=ROOT, capture_output=True)

@@ -105,6 +105,7 @@ def command(place: Place, overrides: tuple[str, ...], run_dir: Path, args: argpa
         f"train.steps={args.steps}",
         f"seed={args.seed}",
         *overrides,
+        "train.resume=never",  # a measurement, never the continuation of an earlier one
         f"hydra.run.dir={run_dir}",
     ]
     if place.kind == "loopback":

@@ -61,6 +61,7 @@ def dct_run(steps: int, out: Path, kernel: str) -> float:
         "optim=sgd", "optim.tables=sgd", "train.lr=0.1", f"train.batch_size={BATCH}",
         f"train.steps={steps}", f"train.eval_every={steps}", f"data.eval_size={BATCH}",
         "output.progress_bar=false", "output.tensorboard=false", f"hydra.run.dir={out}",
+        "train.resume=never",
     ]  # fmt: skip
     torchrun(sys.executable, args)
     return BATCH / json.loads((out / "metrics.json").read_text())["step_time_median_s"]

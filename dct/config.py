@@ -43,6 +43,8 @@ SHARDING_MODES = ("auto", "table", "row")
 TABLE_KERNELS = ("auto", "torch", "fbgemm")
 WIRE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
 DP_HOOK_NAMES = ("allreduce", "fp16", "powersgd")
+# Runs longer than this many steps checkpoint this often unless train.checkpoint_every says.
+AUTO_CHECKPOINT_EVERY = 500
 
 
 class ConfigError(ValueError):
@@ -122,13 +124,25 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """``batch_size`` is global: every rank trains on ``batch_size / world_size`` samples a step."""
+    """``batch_size`` is global: every rank trains on ``batch_size / world_size`` samples a step.
+
+    Checkpoints (``dct.train.checkpointing``): ``checkpoint_every`` steps (a multiple of
+    ``log_every``; 0: never; ``None``: every ``AUTO_CHECKPOINT_EVERY`` steps for runs longer
+    than that, else never) and at the last step, into ``checkpoint_dir`` (``None``:
+    ``RUN_DIR/checkpoints``), keeping the newest ``keep_checkpoints``. ``resume``: ``auto``
+    (the newest complete checkpoint of ``checkpoint_dir``, if any), ``never``, or a checkpoint's
+    path.
+    """
 
     steps: int = 300
     batch_size: int = 1024
     lr: float = 0.05
     eval_every: int = 100
     log_every: int = 10
+    checkpoint_every: Optional[int] = None
+    checkpoint_dir: Optional[str] = None
+    keep_checkpoints: int = 2
+    resume: str = "auto"
 
 
 @dataclass
@@ -270,6 +284,14 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _require(train.lr > 0, "train.lr must be > 0")
     _require(train.eval_every >= 1, "train.eval_every must be >= 1")
     _require(train.log_every >= 1, "train.log_every must be >= 1")
+    _require(
+        train.checkpoint_every is None
+        or (train.checkpoint_every >= 0 and train.checkpoint_every % train.log_every == 0),
+        f"train.checkpoint_every={train.checkpoint_every} must be a multiple of train.log_every="
+        f"{train.log_every} (checkpoints are taken at logging steps), 0 for none, or null",
+    )
+    _require(train.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+    _require(train.resume != "", "train.resume must be auto, never or a checkpoint's path")
     if cfg.parallel.mp_mode != "pipeline":
         _require(
             train.batch_size >= world_size and train.batch_size % world_size == 0,
@@ -281,6 +303,15 @@ def validate(cfg: RunConfig, world_size: int) -> None:
 def data_seed(cfg: RunConfig) -> int:
     """The seed of the synthetic data: ``data.seed``, else the run's ``seed``."""
     return cfg.seed if cfg.data.seed is None else cfg.data.seed
+
+
+def checkpoint_every(train: TrainConfig) -> int:
+    """Steps between checkpoints, 0 for none (``train.checkpoint_every``, ``None`` resolved)."""
+    if train.checkpoint_every is not None:
+        return train.checkpoint_every
+    if train.steps <= AUTO_CHECKPOINT_EVERY:
+        return 0
+    return -(-AUTO_CHECKPOINT_EVERY // train.log_every) * train.log_every
 
 
 def model_parallel_size(cfg: RunConfig) -> int:

@@ -91,6 +91,11 @@ class ByteMeter:
         with self._lock:
             return dict(self._totals)
 
+    def restore(self, totals: dict[str, ChannelBytes]) -> None:
+        """Continue counting from ``totals`` (a resumed run's)."""
+        with self._lock:
+            self._totals = {key: totals.get(key, ChannelBytes()) for key in REPORTED}
+
 
 class PartMeter(ByteMeter):
     """A ``ByteMeter`` whose records all go to ``meter`` as part ``name``."""

@@ -90,3 +90,7 @@ class FusedTables(nn.Module):
     def weights(self) -> list[Tensor]:
         """Each table's current weights (views into the kernel's storage)."""
         return list(self.kernel.split_embedding_weights())
+
+    def optimizer_states(self) -> list[Tensor]:
+        """Each table's optimizer state (views), shaped as ``TableOptimizer.state``'s."""
+        return [state for table in self.kernel.split_optimizer_states() for state in table]

@@ -286,6 +286,20 @@ class HybridDLRM(nn.Module):
         """What the dense optimizer steps: the tower's parameters."""
         return list(self.dense_tower.parameters())
 
+    def dense_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The tower's parameters under their names in ``models.dlrm.DLRM``."""
+        tower = getattr(self.dense_tower, "module", self.dense_tower)
+        return [(f"dense_tower.{name}", p) for name, p in tower.named_parameters()]
+
+    def table_blocks(self) -> list[tuple[Shard, Tensor]]:
+        """This rank's shards and their weights (the tensors training updates)."""
+        return list(zip(self.shard.shards, self.shard.weights()))
+
+    @property
+    def fused(self) -> FusedTables | None:
+        """FBGEMM's kernel holding this rank's shards, if it does."""
+        return self.shard.fused
+
     def take_table_gradients(self) -> list[RowGradient]:
         """Each local table's gradient since the last call, averaged over its replicas."""
         return self.table_sync.take()

@@ -27,6 +27,7 @@ from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
 from dct.parallel.hybrid import gradient_hook
 from dct.parallel.pipeline import PipelineStage
+from dct.parallel.sharding import Shard
 from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
 from models.dlrm import DLRM
@@ -66,6 +67,10 @@ class PipelineDLRM(nn.Module):
         self.stage = stages[topology.mp_rank].to(device)
         self.pipeline = PipelineStage(stages, topology.mp_rank, topology.mp_group, meter, codecs)
         self.owned_tables = list(range(len(model.sparse_arch.tables)))
+        self.fused = None
+        names = {id(p): name for name, p in model.named_parameters()}
+        self._names = {id(p): names[id(p)] for p in self.stage.parameters()}
+        self._table_index = {id(t): i for i, t in enumerate(model.sparse_arch.tables)}
         self.sync = None
         self.dp_states: dict[str, DCTDPState] = {}
         if topology.dp_size > 1:
@@ -105,6 +110,17 @@ class PipelineDLRM(nn.Module):
         """What the dense optimizer steps: the stage's parameters but its tables'."""
         weights = {id(table.weight) for table in self.tables}
         return [p for p in self.stage.parameters() if id(p) not in weights]
+
+    def dense_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """``dense_parameters`` under their names in ``models.dlrm.DLRM``."""
+        return [(self._names[id(p)], p) for p in self.dense_parameters()]
+
+    def table_blocks(self) -> list[tuple[Shard, Tensor]]:
+        """The stage's tables, whole, and their weights."""
+        return [
+            (Shard(self._table_index[id(t)], 0, t.num_rows, t.num_rows), t.weight.detach())
+            for t in self.tables
+        ]
 
     def take_table_gradients(self) -> list[RowGradient]:
         """Each of the stage's tables' gradient since the last call, averaged over replicas."""

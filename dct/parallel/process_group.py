@@ -39,6 +39,26 @@ def choose_backend(requested: str) -> Backend:
     raise ConfigError(f"parallel.backend={requested!r} is unknown; use auto, gloo or nccl")
 
 
+def _attempt_store(timeout: timedelta) -> dist.Store:
+    """torchrun's store, under a prefix of its own for this attempt.
+
+    torchrun keeps one store for all the attempts of a job. The keys a process group's
+    rendezvous leaves there outlive a failed attempt, and the workers it restarts create groups
+    with the same names (``init_device_mesh`` names them after their ranks): they could read a
+    dead worker's address, and a restart fail. A prefix per attempt keeps them apart.
+    """
+    rank = int(os.environ["RANK"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        int(os.environ["WORLD_SIZE"]),
+        is_master=rank == 0 and not agent_store,
+        timeout=timeout,
+    )
+    return dist.PrefixStore(f"dct/attempt{os.environ['TORCHELASTIC_RESTART_COUNT']}", store)
+
+
 @contextmanager
 def distributed(requested_backend: str, timeout_s: float) -> Iterator[Backend]:
     """The default process group for the body's duration, destroyed on every exit path.
@@ -48,7 +68,15 @@ def distributed(requested_backend: str, timeout_s: float) -> Iterator[Backend]:
     """
     backend = choose_backend(requested_backend)
     timeout = timedelta(seconds=timeout_s)
-    if "RANK" in os.environ:
+    if "TORCHELASTIC_RESTART_COUNT" in os.environ:
+        dist.init_process_group(
+            backend.name,
+            store=_attempt_store(timeout),
+            rank=int(os.environ["RANK"]),
+            world_size=int(os.environ["WORLD_SIZE"]),
+            timeout=timeout,
+        )
+    elif "RANK" in os.environ:
         dist.init_process_group(backend.name, timeout=timeout)
     else:
         dist.init_process_group(

@@ -45,6 +45,15 @@ class DensityBand:
         """``dp_<hook>_intervals_outside_band`` for every hook name, ``None`` for an absent hook."""
         return {f"dp_{hook}_intervals_outside_band": self.outside.get(hook) for hook in DP_HOOKS}
 
+    def state_dict(self) -> dict[str, dict[str, int]]:
+        return {"intervals": dict(self.intervals), "outside": dict(self.outside)}
+
+    def load_state_dict(self, state: dict[str, dict[str, int]]) -> None:
+        """Continue counting for the hooks both know (a resumed run's)."""
+        for hook in self.intervals:
+            self.intervals[hook] = state["intervals"].get(hook, 0)
+            self.outside[hook] = state["outside"].get(hook, 0)
+
     def warnings(self) -> list[str]:
         """One line per hook outside its band in more than ``WARN_SHARE`` of its intervals."""
         return [

@@ -6,11 +6,13 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import torch
 from tqdm import tqdm
 
+from dct.checkpoint.run_state import RunState
 from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import REPORTED, ByteMeter, ChannelBytes
 from dct.config import ConfigError, RunConfig
@@ -23,10 +25,12 @@ from dct.parallel.pipeline_model import PipelineDLRM
 from dct.parallel.sharding import ShardingPlan, plan_sharding
 from dct.parallel.topology import Topology
 from dct.train import compression_report
+from dct.train.checkpointing import Checkpointing
 from dct.train.density_band import DensityBand
 from dct.train.evaluation import EvalResult, evaluate
 from dct.train.memory_report import MemoryReport, memory_report
 from dct.train.optimizers import Optimizers
+from dct.train.progress import Progress
 from dct.train.sinks import MetricSink
 from models.dlrm import DLRM, DenseTower
 
@@ -218,11 +222,14 @@ def train(
     device: torch.device,
     sinks: Sequence[MetricSink] = (),
     show_progress: bool = False,
+    run_dir: Path | None = None,
 ) -> TrainResult:
     """Train for ``cfg.train.steps`` steps, evaluating every ``eval_every`` steps and at the end.
 
     Every rank must call this with the same ``cfg``; all of them return the same losses and
-    evaluation results.
+    evaluation results. With ``run_dir``, checkpoints are resumed from and saved as
+    ``cfg.train`` says (``dct.train.checkpointing``), and the sinks are rewound to the step
+    resumed from.
     """
     torch.manual_seed(cfg.seed)
     meter = ByteMeter()
@@ -231,31 +238,41 @@ def train(
     reader = _reader(cfg, topology, model, device)
     steps, log_every, eval_every = cfg.train.steps, cfg.train.log_every, cfg.train.eval_every
     batch_size = cfg.train.batch_size
-    losses: list[float] = []
-    pending: list[torch.Tensor] = []
-    step_times: list[float] = []
-    read_times: list[float] = []
-    history: list[EvalResult] = []
-    traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
     band = DensityBand(cfg.dct.dp.density, cfg.dct.dp.guard_factor, model.dp_states)
-    progress = tqdm(
-        total=steps, disable=not show_progress, desc="train", unit="step", mininterval=1.0
+    checkpoints = None
+    progress = Progress()
+    if run_dir is not None:
+        state = RunState(cfg, topology, model, optimizers, meter, band)
+        checkpoints = Checkpointing(cfg, run_dir, state)
+        progress = checkpoints.resume() or progress
+        for sink in sinks:
+            sink.rewind(progress.step)
+    pending: list[torch.Tensor] = []
+    traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
+    bar = tqdm(
+        total=steps,
+        initial=progress.step,
+        disable=not show_progress,
+        desc="train",
+        unit="step",
+        mininterval=1.0,
     )
-    for step in range(1, steps + 1):
+    for step in range(progress.step + 1, steps + 1):
         started = time.perf_counter()
         batch = reader.read("train", step - 1)
         read = time.perf_counter()
         pending.append(_train_step(model, optimizers, batch))
-        step_times.append(time.perf_counter() - read)
-        read_times.append(read - started)
-        progress.update()
+        progress.step_times.append(time.perf_counter() - read)
+        progress.read_times.append(read - started)
+        progress.step = step
+        bar.update()
 
         if step % log_every == 0 or step == steps:
             sums = all_reduce_sum(torch.stack(pending), topology.world_group, meter)
             interval = (sums / batch_size).tolist()
-            losses.extend(interval)
+            progress.losses.extend(interval)
             now = meter.totals()
-            seconds = sum(step_times[-len(interval) :])
+            seconds = sum(progress.step_times[-len(interval) :])
             scalars = {
                 "train/loss": statistics.fmean(interval),
                 "train/samples_per_sec": batch_size * len(interval) / seconds,
@@ -265,30 +282,32 @@ def train(
             band.observe(scalars)
             for sink in sinks:
                 sink.write(step, scalars)
-            progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
+            bar.set_postfix(loss=f"{scalars['train/loss']:.4f}")
             pending, traffic_mark = [], now
             compression_mark = compression_report.snapshot(model)
 
         if step % eval_every == 0 or step == steps:
             result = evaluate(model, reader, cfg.data.eval_size, meter)
-            history.append(result)
+            progress.history.append(result)
             for sink in sinks:
                 sink.write(step, result.scalars())
             log.info("step %d: eval auc %.4f logloss %.4f", step, result.auc, result.logloss)
             # Per-step traffic scalars describe training steps only.
             traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
-    progress.close()
+        if checkpoints is not None:
+            checkpoints.after_step(progress)
+    bar.close()
     memory = memory_report(model, optimizers, topology, meter, device)
     return TrainResult(
         model=model,
-        losses=losses,
-        evaluation=history[-1],
-        step_times=step_times,
-        read_times=read_times,
+        losses=progress.losses,
+        evaluation=progress.history[-1],
+        step_times=progress.step_times,
+        read_times=progress.read_times,
         bytes_per_rank=_mean_bytes_per_rank(meter, topology, device),
         density_band=band,
         memory=memory,
-        history=history,
+        history=progress.history,
     )
 
 

@@ -56,7 +56,8 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
         )
     sinks = open_sinks(run_dir, cfg.output.tensorboard) if lead else []
     try:
-        result = train(cfg, topology, device, sinks, show_progress=lead and cfg.output.progress_bar)
+        show_progress = lead and cfg.output.progress_bar
+        result = train(cfg, topology, device, sinks, show_progress, run_dir)
     finally:
         for sink in sinks:
             sink.close()

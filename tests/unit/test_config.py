@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from dct.config import ConfigError, RunConfig, validate
+from dct.config import AUTO_CHECKPOINT_EVERY, ConfigError, RunConfig, checkpoint_every, validate
 
 
 def with_changes(**groups):
@@ -82,8 +82,32 @@ def test_defaults_are_valid():
         (with_dct_mp(value_dtype="int8"), 1, "dct.mp.value_dtype='int8': use float32"),
         (with_dct_mp(grad_dtype="half"), 1, "dct.mp.grad_dtype='half': use float32"),
         (with_dct_mp(granularity="row"), 1, "dct.mp.granularity='row': use sample"),
+        (
+            with_changes(train={"checkpoint_every": 15}),
+            1,
+            "train.checkpoint_every=15 must be a multiple of train.log_every=10",
+        ),
+        (with_changes(train={"checkpoint_every": -10}), 1, "train.checkpoint_every=-10 must be"),
+        (with_changes(train={"keep_checkpoints": 0}), 1, "train.keep_checkpoints must be >= 1"),
     ],
 )
 def test_impossible_config_is_named(cfg, world, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate(cfg, world_size=world)
+
+
+@pytest.mark.parametrize(
+    "steps, log_every, every, expected",
+    [
+        (AUTO_CHECKPOINT_EVERY, 10, None, 0),
+        (AUTO_CHECKPOINT_EVERY + 1, 10, None, AUTO_CHECKPOINT_EVERY),
+        (5000, 300, None, 600),
+        (100, 10, 20, 20),
+        (5000, 10, 0, 0),
+    ],
+)
+def test_checkpoint_interval(steps, log_every, every, expected):
+    """Unset, runs longer than AUTO_CHECKPOINT_EVERY steps checkpoint about that often, at a
+    logging step."""
+    cfg = with_changes(train={"steps": steps, "log_every": log_every, "checkpoint_every": every})
+    assert checkpoint_every(cfg.train) == expected

@@ -1,0 +1,35 @@
+"""How far a run has come: its step and the per-step record its metrics are computed from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dct.train.evaluation import EvalResult
+
+
+@dataclass
+class Progress:
+    """``losses``: the global-batch mean loss of every step; ``step_times`` / ``read_times``:
+    this rank's wall time of each step without / for reading its batch; ``history``: every
+    evaluation so far. All survive a checkpoint, so a resumed run reports the whole run."""
+
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    read_times: list[float] = field(default_factory=list)
+    history: list[EvalResult] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Numbers, lists and dicts only (loadable with ``weights_only=True``)."""
+        return {**asdict(self), "history": [asdict(result) for result in self.history]}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Progress:
+        return cls(
+            step=int(state["step"]),
+            losses=list(state["losses"]),
+            step_times=list(state["step_times"]),
+            read_times=list(state["read_times"]),
+            history=[EvalResult(**result) for result in state["history"]],
+        )

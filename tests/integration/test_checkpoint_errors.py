@@ -1,0 +1,104 @@
+"""Checkpoints a run cannot use end it with one line naming the file and what is wrong.
+
+Every kind of damage and mismatch is checked in ``tests/unit/test_checkpoint_store.py`` and
+``tests/unit/test_checkpoint_meta.py``; here, the real entry point turns them into one line and
+exit code 2, or skips a damaged newest checkpoint when resuming automatically."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN = str(REPO / "launch" / "train.py")
+SMALL = [
+    "train.batch_size=128",
+    "train.eval_every=4",
+    "train.log_every=4",
+    "train.checkpoint_every=4",
+    "data.eval_size=256",
+    "output.progress_bar=false",
+    "output.tensorboard=false",
+]
+
+
+def train(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, TRAIN, *SMALL, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> Path:
+    """A one-process run of 8 steps: checkpoints at steps 4 and 8."""
+    run_dir = tmp_path_factory.mktemp("written")
+    done = train("train.steps=8", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    output = done.stdout + done.stderr
+    errors = [line for line in output.splitlines() if "ERROR" in line]
+    assert done.returncode == 2, output[-3000:]
+    assert len(errors) == 1 and "Traceback" not in output, output[-3000:]
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    "target, overrides, message",
+    [
+        (
+            "checkpoints/step_00000004",
+            ["model.top_mlp=[32]"],
+            "was written for another model: model.top_mlp=[64, 32] there, [32] here",
+        ),
+    ],
+    ids=["other-model"],
+)
+def test_unusable_checkpoint_is_one_line(written, tmp_path, target, overrides, message):
+    args = ["train.steps=12", *overrides, f"train.resume={written / target}"]
+    line = one_error_line(train(*args, f"hydra.run.dir={tmp_path}"))
+    assert "checkpoint error: " in line and message in line
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_damaged_checkpoint_named_by_path_is_one_line(written, tmp_path):
+    damaged = tmp_path / "step_00000004"
+    damaged.mkdir()
+    for part in (written / "checkpoints" / "step_00000004").iterdir():
+        data = part.read_bytes()
+        (damaged / part.name).write_bytes(data[: len(data) // 2] if part.suffix else data)
+    line = one_error_line(train("train.steps=12", f"train.resume={damaged}"))
+    assert "is truncated" in line and "__0_0.distcp" in line
+
+
+def test_auto_resume_skips_a_damaged_newest_checkpoint(written, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    subprocess.run(["cp", "-r", str(written / "checkpoints"), str(run_dir)], check=True)
+    newest = next((run_dir / "checkpoints" / "step_00000008").glob("*.distcp"))
+    os.truncate(newest, 100)
+    done = train("train.steps=12", f"hydra.run.dir={run_dir}")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "skipping checkpoint" in output and "is truncated" in output
+    assert "resumed from checkpoint" in output and "at step 4" in output
+
+
+def test_a_checkpoint_dir_that_takes_no_files_is_one_line(written, tmp_path):
+    not_a_dir = written / "metrics.json"
+    args = ["train.steps=8", f"train.checkpoint_dir={not_a_dir}/checkpoints"]
+    line = one_error_line(train(*args, f"hydra.run.dir={tmp_path}"))
+    assert f"train.checkpoint_dir={not_a_dir}/checkpoints cannot hold checkpoints" in line
