@@ -16,22 +16,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from dct.config import (
-    DataConfig,
-    DCTConfig,
-    DCTDPConfig,
-    DCTMPConfig,
-    ModelConfig,
-    OptimConfig,
-    OutputConfig,
-    ParallelConfig,
-    RunConfig,
-    TrainConfig,
-)
+from dct.config import DCTConfig, DCTDPConfig, DCTMPConfig, RunConfig
 from dct.embedding.fused import fbgemm_available
 from dct.parallel.topology import Topology, grid_shape
 from dct.train.loop import summary_metrics, train
 from tests.distributed.spawn import run_ranks
+from tests.distributed.test_golden import small_config
 
 STEPS, CHECKPOINT = 12, 6
 # Metrics that measure the machine, not the training.
@@ -54,32 +44,21 @@ def config(
     dct_dp: bool = False,
     dct_mp: bool = False,
 ) -> RunConfig:
-    """Table 3 (1,000 of 1,667 rows) is cut into row blocks by ``auto`` on 2 MP ranks."""
-    return RunConfig(
+    """The golden test's small model; table 3 (1,000 of 1,667 rows) is cut into row blocks by
+    ``auto`` on 2 MP ranks."""
+    cfg = small_config(mp_size, optim, tables, sharding, kernel)
+    return replace(
+        cfg,
         seed=5,
-        model=ModelConfig(
-            embedding_dim=8,
-            bottom_mlp=[16, 8],
-            top_mlp=[16],
-            cuts=["bottom_mlp.1"] if mode == "pipeline" else [],
-            table_kernel=kernel,
-        ),
-        data=DataConfig(cardinalities=[50, 400, 30, 1000, 7, 120, 60], eval_size=200),
-        parallel=ParallelConfig(mp_mode=mode, mp_size=mp_size, sharding=sharding),
-        optim=OptimConfig(name=optim, adagrad_eps=1e-3, tables=tables),
-        train=TrainConfig(
-            steps=STEPS,
-            batch_size=64,
-            lr=0.3,
-            eval_every=CHECKPOINT,
-            log_every=3,
-            checkpoint_every=CHECKPOINT,
+        model=replace(cfg.model, cuts=["bottom_mlp.1"] if mode == "pipeline" else []),
+        parallel=replace(cfg.parallel, mp_mode=mode),
+        train=replace(
+            cfg.train, steps=STEPS, eval_every=CHECKPOINT, log_every=3, checkpoint_every=CHECKPOINT
         ),
         dct=DCTConfig(
             dp=DCTDPConfig(enabled=dct_dp, density=0.05, update_every=4, table_residual_rows=8),
             mp=DCTMPConfig(enabled=dct_mp, density=0.25),
         ),
-        output=OutputConfig(tensorboard=False, progress_bar=False),
     )
 
 

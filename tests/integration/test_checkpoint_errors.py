@@ -8,42 +8,24 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-TRAIN = str(REPO / "launch" / "train.py")
-SMALL = [
-    "train.batch_size=128",
-    "train.eval_every=4",
-    "train.log_every=4",
-    "train.checkpoint_every=4",
-    "data.eval_size=256",
-    "output.progress_bar=false",
-    "output.tensorboard=false",
-]
+from tests.integration.test_launch import SMALL, launch
+
+CHECKPOINTED = [*SMALL, "output.tensorboard=false", "train.checkpoint_every=4"]
 
 
 def train(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, TRAIN, *SMALL, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=REPO,
-    )
+    return launch([*CHECKPOINTED, *args], nproc=None)
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> Path:
-    """A one-process run of 8 steps: checkpoints at steps 4 and 8."""
+    """A one-process run of 12 steps: checkpoints at steps 8 and 12 are kept."""
     run_dir = tmp_path_factory.mktemp("written")
-    done = train("train.steps=8", f"hydra.run.dir={run_dir}")
+    done = train(f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
 
@@ -60,7 +42,7 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
     "target, overrides, message",
     [
         (
-            "checkpoints/step_00000004",
+            "checkpoints/step_00000008",
             ["model.top_mlp=[32]"],
             "was written for another model: model.top_mlp=[64, 32] there, [32] here",
         ),
@@ -68,19 +50,19 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
     ids=["other-model"],
 )
 def test_unusable_checkpoint_is_one_line(written, tmp_path, target, overrides, message):
-    args = ["train.steps=12", *overrides, f"train.resume={written / target}"]
+    args = [*overrides, f"train.resume={written / target}"]
     line = one_error_line(train(*args, f"hydra.run.dir={tmp_path}"))
     assert "checkpoint error: " in line and message in line
     assert not (tmp_path / "metrics.json").exists()
 
 
 def test_damaged_checkpoint_named_by_path_is_one_line(written, tmp_path):
-    damaged = tmp_path / "step_00000004"
+    damaged = tmp_path / "step_00000008"
     damaged.mkdir()
-    for part in (written / "checkpoints" / "step_00000004").iterdir():
+    for part in (written / "checkpoints" / "step_00000008").iterdir():
         data = part.read_bytes()
         (damaged / part.name).write_bytes(data[: len(data) // 2] if part.suffix else data)
-    line = one_error_line(train("train.steps=12", f"train.resume={damaged}"))
+    line = one_error_line(train(f"train.resume={damaged}", f"hydra.run.dir={tmp_path}"))
     assert "is truncated" in line and "__0_0.distcp" in line
 
 
@@ -88,17 +70,17 @@ def test_auto_resume_skips_a_damaged_newest_checkpoint(written, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     subprocess.run(["cp", "-r", str(written / "checkpoints"), str(run_dir)], check=True)
-    newest = next((run_dir / "checkpoints" / "step_00000008").glob("*.distcp"))
+    newest = next((run_dir / "checkpoints" / "step_00000012").glob("*.distcp"))
     os.truncate(newest, 100)
-    done = train("train.steps=12", f"hydra.run.dir={run_dir}")
+    done = train(f"hydra.run.dir={run_dir}")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "skipping checkpoint" in output and "is truncated" in output
-    assert "resumed from checkpoint" in output and "at step 4" in output
+    assert "resumed from checkpoint" in output and "at step 8" in output
 
 
 def test_a_checkpoint_dir_that_takes_no_files_is_one_line(written, tmp_path):
     not_a_dir = written / "metrics.json"
-    args = ["train.steps=8", f"train.checkpoint_dir={not_a_dir}/checkpoints"]
-    line = one_error_line(train(*args, f"hydra.run.dir={tmp_path}"))
+    args = [f"train.checkpoint_dir={not_a_dir}/checkpoints", f"hydra.run.dir={tmp_path}"]
+    line = one_error_line(train(*args))
     assert f"train.checkpoint_dir={not_a_dir}/checkpoints cannot hold checkpoints" in line
