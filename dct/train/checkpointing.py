@@ -52,6 +52,7 @@ class Checkpointing:
         path = _agree(self._choose if self.lead else None)
         if path is None:
             return None
+        started = time.perf_counter()
         meta = {META: None}
         _read(meta, path)
         meta = meta[META]
@@ -61,12 +62,13 @@ class Checkpointing:
         progress = self.state.apply(entries, meta)
         grid = meta["grid"]
         log.info(
-            "resumed from checkpoint %s at step %d (written by %d ranks, mp_size %d, %s)",
+            "resumed from checkpoint %s at step %d (written by %d ranks, mp_size %d, %s; %.1f s)",
             path,
             progress.step,
             grid["world_size"],
             grid["mp_size"],
             "this grid" if self.state.same_grid(meta) else "another grid: resharded",
+            time.perf_counter() - started,
         )
         return progress
 
