@@ -43,6 +43,7 @@ SHARDING_MODES = ("auto", "table", "row")
 TABLE_KERNELS = ("auto", "torch", "fbgemm")
 WIRE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
 DP_HOOK_NAMES = ("allreduce", "fp16", "powersgd")
+MP_CODECS = ("dense", "fp16", "bf16", "int8", "int4", "topk")
 # Runs longer than this many steps checkpoint this often unless train.checkpoint_every says.
 AUTO_CHECKPOINT_EVERY = 500
 
@@ -162,17 +163,29 @@ class DCTDPConfig:
 
 @dataclass
 class DCTMPConfig:
-    """DCT-MP: per-sample top-k of the embedding all-to-all (``dct.comm.dct_mp``).
+    """Compressing model-parallel transfers: DCT-MP's per-sample top-k (``dct.comm.dct_mp``) or
+    another codec.
 
     ``grad_dtype`` is the wire dtype of the gradients sent back (``None``: ``value_dtype``);
     ``granularity`` is ``sample`` (top-k over all of a rank's tables for a sample) or ``table``
-    (top-k within each table's pooled vector)."""
+    (top-k within each table's pooled vector).
+
+    ``codec`` picks the compressor of model-parallel transfers, one of ``MP_CODECS``: ``topk``
+    (DCT-MP, the settings above), ``fp16``/``bf16`` casts, row-wise ``int8``/``int4``
+    (``dct.comm.quantized_codecs``; ``granularity=table`` gives every table's vector its own
+    scale), or ``dense``; ``None`` follows ``enabled`` (``topk`` if true, else ``dense``).
+    ``grad_codec`` compresses the gradients sent back (``None``: as ``codec``; ``topk`` pairs
+    only with itself), rounding quantized ones as ``grad_rounding`` says (``nearest`` or the
+    unbiased ``stochastic``)."""
 
     enabled: bool = False
     density: float = 0.05
     value_dtype: str = "float32"
     grad_dtype: Optional[str] = None
     granularity: str = "table"
+    codec: Optional[str] = None
+    grad_codec: Optional[str] = None
+    grad_rounding: str = "nearest"
 
 
 @dataclass
@@ -305,6 +318,12 @@ def data_seed(cfg: RunConfig) -> int:
     return cfg.seed if cfg.data.seed is None else cfg.data.seed
 
 
+def mp_codec_names(mp: DCTMPConfig) -> tuple[str, str]:
+    """The codecs (``MP_CODECS``) of model-parallel activations and of their gradients."""
+    forward = mp.codec or ("topk" if mp.enabled else "dense")
+    return forward, mp.grad_codec or forward
+
+
 def checkpoint_every(train: TrainConfig) -> int:
     """Steps between checkpoints, 0 for none (``train.checkpoint_every``, ``None`` resolved)."""
     if train.checkpoint_every is not None:
@@ -407,4 +426,19 @@ def _validate_dct_mp(mp: DCTMPConfig) -> None:
         mp.granularity in ("sample", "table"),
         f"dct.mp.granularity={mp.granularity!r}: use sample (top-k over a sample's tables on a "
         "rank) or table (top-k within each table's vector)",
+    )
+    for setting, value in (("dct.mp.codec", mp.codec), ("dct.mp.grad_codec", mp.grad_codec)):
+        _require(
+            value is None or value in MP_CODECS,
+            f"{setting}={value!r}: use one of {', '.join(MP_CODECS)}",
+        )
+    forward, backward = mp_codec_names(mp)
+    _require(
+        (forward == "topk") == (backward == "topk"),
+        f"dct.mp.codec={forward} with dct.mp.grad_codec={backward}: top-k gradients go back "
+        "at the positions top-k activations were sent from, so topk pairs only with topk",
+    )
+    _require(
+        mp.grad_rounding in ("nearest", "stochastic"),
+        f"dct.mp.grad_rounding={mp.grad_rounding!r}: use nearest or stochastic",
     )

@@ -26,18 +26,19 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dct.comm.all_to_all import RowExchange, all_to_all_rows
-from dct.comm.codec import DENSE, CodecPair
+from dct.comm.codec import DENSE, IDENTITY, CodecPair, RowCodec
 from dct.comm.dct_dp import DCTDPState, dct_dp_hook
 from dct.comm.dct_mp import dct_mp_codecs
 from dct.comm.ddp_hooks import MeteredAllReduceState, metered_allreduce_hook
 from dct.comm.meter import ByteMeter
+from dct.comm.quantized_codecs import CastRows, QuantizedRows
 from dct.comm.torch_hooks import (
     MeteredPowerSGDState,
     metered_fp16_hook,
     metered_powersgd_hook,
 )
 from dct.compression.wire_dtype import wire_dtype
-from dct.config import DCTDPConfig, DCTMPConfig, DPHookConfig
+from dct.config import DCTDPConfig, DCTMPConfig, DPHookConfig, mp_codec_names
 from dct.data.batch import SparseFeatures
 from dct.data.batching import RankBatch
 from dct.embedding.fused import FusedTables
@@ -180,13 +181,24 @@ def gradient_hook(
 
 
 def mp_codecs(dct_mp: DCTMPConfig, segment: int | None = None) -> CodecPair:
-    """The codec pair of a model-parallel transfer: DCT-MP if enabled, selecting per row or per
-    ``segment`` of a row, else the dense identity."""
-    if not dct_mp.enabled:
-        return DENSE
-    value_dtype = wire_dtype(dct_mp.value_dtype)
-    grad_dtype = value_dtype if dct_mp.grad_dtype is None else wire_dtype(dct_mp.grad_dtype)
-    return dct_mp_codecs(dct_mp.density, value_dtype, grad_dtype, segment)
+    """The codec pair of a model-parallel transfer, as ``dct.mp.codec`` and ``grad_codec``
+    name it (``dct.config.mp_codec_names``): DCT-MP's top-k pair, casts, row-wise quantization
+    per row or per ``segment`` of a row, or the dense identity."""
+    forward, backward = mp_codec_names(dct_mp)
+    if forward == "topk":
+        value_dtype = wire_dtype(dct_mp.value_dtype)
+        grad_dtype = value_dtype if dct_mp.grad_dtype is None else wire_dtype(dct_mp.grad_dtype)
+        return dct_mp_codecs(dct_mp.density, value_dtype, grad_dtype, segment)
+    stochastic = dct_mp.grad_rounding == "stochastic"
+    return CodecPair(_row_codec(forward, segment), _row_codec(backward, segment, stochastic))
+
+
+def _row_codec(name: str, segment: int | None, stochastic: bool = False) -> RowCodec:
+    if name == "dense":
+        return IDENTITY
+    if name in ("fp16", "bf16"):
+        return CastRows(torch.float16 if name == "fp16" else torch.bfloat16)
+    return QuantizedRows(8 if name == "int8" else 4, segment, stochastic)
 
 
 def embedding_codecs(dct_mp: DCTMPConfig, dim: int) -> CodecPair:

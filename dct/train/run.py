@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from dct.config import RunConfig, validate
+from dct.config import RunConfig, mp_codec_names, validate
 from dct.data.sources import with_data_shape
 from dct.parallel.topology import Topology, grid_shape
 from dct.train.compression_report import DP_HOOKS
@@ -50,10 +50,8 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
             log.warning(
                 "%s has no effect: no model replica, so no gradient crosses a network", setting
             )
-    if cfg.dct.mp.enabled and shape.mp_size == 1:
-        log.warning(
-            "dct.mp.enabled has no effect with parallel.mp_size=1: no activation crosses a network"
-        )
+    if mp_codec_names(cfg.dct.mp) != ("dense", "dense") and shape.mp_size == 1:
+        log.warning("dct.mp has no effect with parallel.mp_size=1: no activation crosses a network")
     sinks = open_sinks(run_dir, cfg.output.tensorboard) if lead else []
     try:
         show_progress = lead and cfg.output.progress_bar

@@ -2,7 +2,14 @@ import dataclasses
 
 import pytest
 
-from dct.config import AUTO_CHECKPOINT_EVERY, ConfigError, RunConfig, checkpoint_every, validate
+from dct.config import (
+    AUTO_CHECKPOINT_EVERY,
+    ConfigError,
+    RunConfig,
+    checkpoint_every,
+    mp_codec_names,
+    validate,
+)
 
 
 def with_changes(**groups):
@@ -89,6 +96,11 @@ def test_defaults_are_valid():
         ),
         (with_changes(train={"checkpoint_every": -10}), 1, "train.checkpoint_every=-10 must be"),
         (with_changes(train={"keep_checkpoints": 0}), 1, "train.keep_checkpoints must be >= 1"),
+        (with_dct_mp(codec="int2"), 1, "dct.mp.codec='int2': use one of dense, fp16, bf16"),
+        (with_dct_mp(grad_codec="fp8"), 1, "dct.mp.grad_codec='fp8': use one of dense"),
+        (with_dct_mp(codec="topk", grad_codec="int8"), 1, "topk pairs only with topk"),
+        (with_dct_mp(codec="int8", grad_codec="topk"), 1, "topk pairs only with topk"),
+        (with_dct_mp(codec="int8", grad_rounding="up"), 1, "dct.mp.grad_rounding='up': use"),
     ],
 )
 def test_impossible_config_is_named(cfg, world, message):
@@ -111,3 +123,19 @@ def test_checkpoint_interval(steps, log_every, every, expected):
     logging step."""
     cfg = with_changes(train={"steps": steps, "log_every": log_every, "checkpoint_every": every})
     assert checkpoint_every(cfg.train) == expected
+
+
+@pytest.mark.parametrize(
+    "changes, names",
+    [
+        ({}, ("dense", "dense")),
+        ({"enabled": True}, ("topk", "topk")),
+        ({"codec": "int8"}, ("int8", "int8")),
+        ({"codec": "int4", "grad_codec": "dense"}, ("int4", "dense")),
+        ({"enabled": True, "codec": "fp16"}, ("fp16", "fp16")),
+        ({"codec": "dense", "grad_codec": "bf16"}, ("dense", "bf16")),
+    ],
+)
+def test_mp_codec_names(changes, names):
+    """``dct.mp.codec`` decides; unset, ``enabled`` means DCT-MP's top-k, as it always has."""
+    assert mp_codec_names(with_dct_mp(**changes).dct.mp) == names
