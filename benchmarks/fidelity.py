@@ -26,6 +26,7 @@ check, DCT-DP's density band) and ``OUT/auc_vs_ratio.png``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -75,6 +76,15 @@ PAPER = ("model=dlrm_paper", "parallel.mp_mode=pipeline")
 TWO, THREE = "model.cuts=[bottom_mlp.1]", "model.cuts=[bottom_mlp.1,top_mlp.1]"
 
 
+def a2a(*settings: str) -> Method:
+    """A codec at the embedding all-to-all of 2 model-parallel ranks (``dct.mp``), paired with
+    the same layout's dense exchange: one setting changed."""
+    return Method(("parallel.mp_size=2", *settings), channel="mp", baseline="A2A dense")
+
+
+DEDUP = "dct.mp.dedup=true"
+
+
 def paper(density: float, cuts: str, processes: int) -> Method:
     return replace(dct_mp(density, *PAPER, cuts), baseline="paper dense", processes=processes)
 
@@ -90,6 +100,14 @@ METHODS = {
     "DCT-MP pipeline 5%": dct_mp(0.05, *PIPELINE),
     "DCT-MP pipeline 2%": dct_mp(0.02, *PIPELINE),
     "DCT-MP all-to-all 5%": dct_mp(0.05, "parallel.mp_size=2"),
+    # The embedding all-to-all's codecs (docs/a2a_compressed.md), with and without dedup.
+    "A2A dense": Method(("parallel.mp_size=2",), channel="mp", baseline=None),
+    "A2A DCT-MP top-k 5%": replace(dct_mp(0.05, "parallel.mp_size=2"), baseline="A2A dense"),
+    **{f"A2A {c}": a2a(f"dct.mp.codec={c}") for c in ("fp16", "bf16", "int8", "int4")},
+    "A2A dedup": a2a(DEDUP),
+    "A2A dedup int8": a2a(DEDUP, "dct.mp.codec=int8"),
+    "A2A dedup int4, int8 gradients": a2a(DEDUP, "dct.mp.codec=int4", "dct.mp.grad_codec=int8"),
+    "A2A dedup int4": a2a(DEDUP, "dct.mp.codec=int4"),
     "paper dense": Method((*PAPER, TWO), baseline=None),
     **{f"paper 2 workers {100 - 100 * d:g}%": paper(d, TWO, 2) for d in (0.1, 0.05, 0.02)},
     **{f"paper 3 workers {100 - 100 * d:g}%": paper(d, THREE, 3) for d in (0.1, 0.05)},
@@ -100,10 +118,15 @@ FULL = {"steps": 5000, "seeds": [1, 2, 3, 4, 5], "data_seeds": [0, 1, 2], "extra
 QUICK = {"steps": 60, "seeds": [1, 2], "data_seeds": [0], "extra_seeds": []}
 
 
-def train(method: str, data_seed: int, seed: int, steps: int, runs_dir: Path) -> dict:
-    """One run under torchrun; its metrics, eval history and wall time."""
-    spec = METHODS[method]
+def train(
+    method: str, data_seed: int, seed: int, steps: int, runs_dir: Path, extra: list[str]
+) -> dict:
+    """One run under torchrun, with ``extra`` overrides after the method's; its metrics, eval
+    history and wall time."""
+    spec = replace(METHODS[method], overrides=(*METHODS[method].overrides, *extra))
     slug = re.sub(r"[^0-9A-Za-z]+", "_", method).strip("_")  # Hydra's override grammar
+    if extra:  # another dataset's runs must not land in the synthetic ones' directories
+        slug += "_" + hashlib.sha1(" ".join(extra).encode()).hexdigest()[:8]
     run_dir = runs_dir / f"{slug}_data{data_seed}_seed{seed}_steps{steps}"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -168,6 +191,12 @@ def main() -> None:
     )
     parser.add_argument("--margin", type=float, default=0.001, help="non-inferiority margin, AUC")
     parser.add_argument(
+        "--overrides",
+        nargs="+",
+        default=[],
+        help="Hydra overrides for every run, e.g. data=criteo data.path=DIR (real data)",
+    )
+    parser.add_argument(
         "--runs-dir",
         type=Path,
         default=ROOT / "outputs" / "fidelity_runs",
@@ -191,7 +220,7 @@ def main() -> None:
     todo = [r for r in plan(methods, settings) if run_key(*r, settings["steps"]) not in done]
     print(f"{len(todo)} run(s) to go, results in {results_path}", flush=True)
     for i, (method, data_seed, seed) in enumerate(todo, 1):
-        record = train(method, data_seed, seed, settings["steps"], args.runs_dir)
+        record = train(method, data_seed, seed, settings["steps"], args.runs_dir, args.overrides)
         with results_path.open("a") as sink:
             sink.write(json.dumps(record) + "\n")
         print(

@@ -176,7 +176,9 @@ class DCTMPConfig:
     scale), or ``dense``; ``None`` follows ``enabled`` (``topk`` if true, else ``dense``).
     ``grad_codec`` compresses the gradients sent back (``None``: as ``codec``; ``topk`` pairs
     only with itself), rounding quantized ones as ``grad_rounding`` says (``nearest`` or the
-    unbiased ``stochastic``)."""
+    unbiased ``stochastic``). ``dedup`` sends each distinct pooled vector of the embedding
+    all-to-all once per destination, with a sample index (lossless; ``dct.comm.
+    distinct_all_to_all``), through whichever codec."""
 
     enabled: bool = False
     density: float = 0.05
@@ -186,6 +188,7 @@ class DCTMPConfig:
     codec: Optional[str] = None
     grad_codec: Optional[str] = None
     grad_rounding: str = "nearest"
+    dedup: bool = False
 
 
 @dataclass
@@ -346,6 +349,11 @@ def _validate_pipeline(cfg: RunConfig, world_size: int) -> None:
         parallel.mp_mode in ("embedding", "pipeline"),
         f"parallel.mp_mode={parallel.mp_mode!r}: use embedding (tables sharded over the MP "
         "group) or pipeline (the model cut into stages at model.cuts)",
+    )
+    _require(
+        parallel.mp_mode == "embedding" or not cfg.dct.mp.dedup,
+        "dct.mp.dedup=true de-duplicates the embedding all-to-all, which pipeline mode does "
+        "not have: set dct.mp.dedup=false or parallel.mp_mode=embedding",
     )
     if parallel.mp_mode == "embedding":
         _require(

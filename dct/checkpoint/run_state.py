@@ -175,13 +175,14 @@ class RunState:
         for name, state in self.model.dp_states.items():
             saved = state.state_dict()
             dp[name] = global_table_state(saved, shards) if name == "tables" else saved
-        counter = _kept_counter(self.model)
+        counter, dedup = _kept_counter(self.model), _dedup_counter(self.model)
         return {
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
             "meter": {k: [v.sent, v.dense] for k, v in self.meter.totals().items()},
             "dp": dp,
             "mp": None if counter is None else [counter.offered, counter.kept],
+            "mp_dedup": None if dedup is None else [dedup.offered, dedup.kept],
             "band": self.band.state_dict(),
             "progress": progress.state_dict(),
         }
@@ -208,9 +209,12 @@ class RunState:
             torch.cuda.set_rng_state(record["cuda_rng"])
         self.meter.restore({k: ChannelBytes(*v) for k, v in record["meter"].items()})
         self.band.load_state_dict(record["band"])
-        counter = _kept_counter(self.model)
-        if counter is not None and record["mp"] is not None:
-            counter.offered, counter.kept = record["mp"]
+        for counter, saved in (
+            (_kept_counter(self.model), record["mp"]),
+            (_dedup_counter(self.model), record.get("mp_dedup")),
+        ):
+            if counter is not None and saved is not None:
+                counter.offered, counter.kept = saved
         if self.same_grid(meta):
             dropped = self._restore_dp(record["dp"])
         else:
@@ -263,3 +267,7 @@ class RunState:
 def _kept_counter(model: HybridDLRM | PipelineDLRM) -> Any:
     forward = model.codecs.forward
     return forward.counter if isinstance(forward, TopKRows) else None
+
+
+def _dedup_counter(model: HybridDLRM | PipelineDLRM) -> Any:
+    return getattr(model, "dedup_counter", None)

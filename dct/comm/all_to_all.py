@@ -32,12 +32,15 @@ class RowExchange:
     meter: ByteMeter
     channel: str = "mp"
     codecs: CodecPair = DENSE
+    reference: tuple[int, int] | None = None
+    """Dense bytes of the forward and backward exchange these rows stand in for (distinct rows
+    sent for many samples, ``dct.comm.distinct_all_to_all``); ``None``: these rows in fp32."""
 
 
 Layout = list[tuple[int, torch.dtype]]
 
 
-def _exchange_parts(
+def exchange_parts(
     blocks: Sequence[Sequence[Tensor]],
     recv_rows: Sequence[int],
     recv_layouts: Sequence[Layout],
@@ -69,6 +72,10 @@ def _dense_bytes(rows: Sequence[int], widths: Sequence[int], me: int) -> int:
     return FP32_BYTES * sum(r * w for j, (r, w) in enumerate(zip(rows, widths)) if j != me)
 
 
+def _reference(spec: RowExchange, direction: int, dense: int) -> int:
+    return dense if spec.reference is None else spec.reference[direction]
+
+
 class _AllToAllRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, rows: Tensor, spec: RowExchange) -> tuple[Tensor, ...]:
@@ -77,11 +84,10 @@ class _AllToAllRows(torch.autograd.Function):
         parts, sender_ctx = codecs.forward.encode(rows, None)
         layouts = [codecs.forward.layout(w, rows.dtype) for w in spec.widths]
         blocks = list(zip(*(part.split(list(spec.send_rows)) for part in parts)))
-        received, sent = _exchange_parts(blocks, spec.recv_rows, layouts, group)
+        received, sent = exchange_parts(blocks, spec.recv_rows, layouts, group)
         width = rows.shape[1]
-        spec.meter.record(
-            spec.channel, sent, _dense_bytes(spec.send_rows, [width] * len(spec.send_rows), me)
-        )
+        dense = _dense_bytes(spec.send_rows, [width] * len(spec.send_rows), me)
+        spec.meter.record(spec.channel, sent, _reference(spec, 0, dense), part="forward")
         decoded = [
             codecs.forward.decode(parts, w, rows.dtype, None)
             for parts, w in zip(received, spec.widths)
@@ -102,10 +108,11 @@ class _AllToAllRows(torch.autograd.Function):
         )
         encoded = [codec.encode(g, rctx)[0] for g, rctx in zip(grads, ctx.receiver_ctxs)]
         layout = codec.layout(ctx.width, ctx.dtype)
-        received, sent = _exchange_parts(
+        received, sent = exchange_parts(
             encoded, spec.send_rows, [layout] * len(spec.send_rows), spec.group
         )
-        spec.meter.record(spec.channel, sent, _dense_bytes(spec.recv_rows, spec.widths, me))
+        dense = _dense_bytes(spec.recv_rows, spec.widths, me)
+        spec.meter.record(spec.channel, sent, _reference(spec, 1, dense), part="backward")
         joined = [torch.cat(per_part, dim=0) for per_part in zip(*received)]
         grad_rows, _ = codec.decode(joined, ctx.width, ctx.dtype, ctx.sender_ctx)
         return grad_rows, None

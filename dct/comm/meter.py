@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 CHANNELS = ("dp", "mp", "other")
 # The dp channel by part of the model: table replicas' row exchange, the dense tower's (or a
-# pipeline stage's dense layers') all-reduce.
-DP_PARTS = ("dp_tables", "dp_tower")
-REPORTED = CHANNELS + DP_PARTS
+# pipeline stage's dense layers') all-reduce. The mp channel by direction: activations forward,
+# gradients backward, and the sample index of a de-duplicated exchange.
+PARTS = ("dp_tables", "dp_tower", "mp_forward", "mp_backward", "mp_index")
+REPORTED = CHANNELS + PARTS
 FP32_BYTES = 4
 
 
@@ -53,8 +54,8 @@ def all_gather_bytes(payload_bytes: int, group_size: int) -> int:
 class ByteMeter:
     """Thread-safe running totals; DDP comm hooks may record from autograd's threads.
 
-    A ``dp`` record may name the ``part`` of the model it is for (``tables``, ``tower``):
-    ``totals()`` then also breaks ``dp`` down into ``dp_tables`` and ``dp_tower``.
+    A record may name its ``part`` (``PARTS``: ``tables``/``tower`` of ``dp``, ``forward``/
+    ``backward``/``index`` of ``mp``): ``totals()`` then also breaks the channel down by part.
     ``part(name)`` is a meter to hand to code that records without knowing which part it serves.
 
     Example::
@@ -76,8 +77,8 @@ class ByteMeter:
         keys = [channel]
         if part is not None:
             keys.append(f"{channel}_{part}")
-            if keys[1] not in DP_PARTS:
-                raise ValueError(f"unknown part {part!r} of channel {channel!r}: {DP_PARTS}")
+            if keys[1] not in PARTS:
+                raise ValueError(f"unknown part {part!r} of channel {channel!r}: {PARTS}")
         bytes_ = ChannelBytes(int(sent), int(dense))
         with self._lock:
             for key in keys:
@@ -87,7 +88,7 @@ class ByteMeter:
         return PartMeter(self, name)
 
     def totals(self) -> dict[str, ChannelBytes]:
-        """Per channel, then per part of ``dp`` (``REPORTED``)."""
+        """Per channel, then per part (``REPORTED``)."""
         with self._lock:
             return dict(self._totals)
 

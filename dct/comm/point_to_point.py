@@ -31,15 +31,16 @@ class Link:
     channel: str = "mp"
 
 
-def send_rows(rows: Tensor, codec: RowCodec, ctx: Any, link: Link) -> Any:
-    """Send ``rows`` encoded by ``codec`` to ``link.peer``; returns the sender's context."""
+def send_rows(rows: Tensor, codec: RowCodec, ctx: Any, link: Link, part: str) -> Any:
+    """Send ``rows`` encoded by ``codec`` to ``link.peer``, metered as ``part`` of the
+    channel (``forward`` activations, ``backward`` gradients); returns the sender's context."""
     parts, sender_ctx = codec.encode(rows, ctx)
     sent = 0
-    for part in parts:
-        part = part.contiguous()
-        dist.send(part, group=link.group, group_dst=link.peer)
-        sent += part.numel() * part.element_size()
-    link.meter.record(link.channel, sent, FP32_BYTES * rows.numel())
+    for wire in parts:
+        wire = wire.contiguous()
+        dist.send(wire, group=link.group, group_dst=link.peer)
+        sent += wire.numel() * wire.element_size()
+    link.meter.record(link.channel, sent, FP32_BYTES * rows.numel(), part)
     return sender_ctx
 
 

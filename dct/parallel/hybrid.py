@@ -28,8 +28,9 @@ from torch.nn.parallel import DistributedDataParallel
 from dct.comm.all_to_all import RowExchange, all_to_all_rows
 from dct.comm.codec import DENSE, IDENTITY, CodecPair, RowCodec
 from dct.comm.dct_dp import DCTDPState, dct_dp_hook
-from dct.comm.dct_mp import dct_mp_codecs
+from dct.comm.dct_mp import KeptCounter, dct_mp_codecs
 from dct.comm.ddp_hooks import MeteredAllReduceState, metered_allreduce_hook
+from dct.comm.distinct_all_to_all import DistinctRows, all_to_all_distinct
 from dct.comm.meter import ByteMeter
 from dct.comm.quantized_codecs import CastRows, QuantizedRows
 from dct.comm.torch_hooks import (
@@ -45,6 +46,7 @@ from dct.embedding.fused import FusedTables
 from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
 from dct.parallel.dct_dp_config import dct_dp_state
+from dct.parallel.embedding_dedup import pool_distinct
 from dct.parallel.sharding import Shard, ShardingPlan
 from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
@@ -97,13 +99,22 @@ class TableShard(nn.Module):
             self.fused = FusedTables(shapes, init, *fused, device=device)
 
     def forward(self, sparse: SparseFeatures) -> Tensor:
+        return self.pool(self.restrict(sparse))
+
+    def restrict(self, sparse: SparseFeatures) -> SparseFeatures:
+        """Each shard's bags, a row block's restricted to its rows (numbered from its start)."""
         values, offsets = list(sparse.values), list(sparse.offsets)
         for i, shard in enumerate(self.shards):
             if not shard.whole:
                 values[i], offsets[i] = _in_block(values[i], offsets[i], shard)
+        return SparseFeatures(tuple(values), tuple(offsets))
+
+    def pool(self, restricted: SparseFeatures) -> Tensor:
+        """The bags of ``restrict``'s output pooled, ``[bags, len(shards) * dim]``."""
         if self.fused is not None:
-            return self.fused(SparseFeatures(tuple(values), tuple(offsets)))
-        return torch.cat([table(v, o) for table, v, o in zip(self.tables, values, offsets)], dim=1)
+            return self.fused(restricted)
+        pairs = zip(self.tables, restricted.values, restricted.offsets)
+        return torch.cat([table(v, o) for table, v, o in pairs], dim=1)
 
     def weights(self) -> list[Tensor]:
         """Each shard's weights, in ``shards`` order."""
@@ -240,9 +251,11 @@ class HybridDLRM(nn.Module):
         dct_dp: DCTDPConfig | None = None,
         dp_hook: DPHookConfig | None = None,
         fused: tuple[str, float, float] | None = None,
+        dedup: bool = False,
     ) -> None:
         super().__init__()
         self.topology, self.meter, self.codecs, self.dim = topology, meter, codecs, dim
+        self.dedup_counter = KeptCounter() if dedup else None
         self.plan = plan
         self.shard = TableShard(plan.shards[topology.mp_rank], dim, seed, device, fused)
         self.owned_tables = [s.table for s in self.shard.shards]
@@ -323,7 +336,21 @@ class HybridDLRM(nn.Module):
         tables (``owned_tables``, in that order) for all ``mp_size * b`` samples of the MP group,
         ordered by MP rank.
         """
-        b, mp_size = dense.shape[0], self.topology.mp_size
+        b = dense.shape[0]
+        if self.dedup_counter is not None and self.topology.mp_size > 1:
+            blocks = self._exchange_distinct(group_sparse, b)
+        else:
+            blocks = self._exchange(group_sparse, b)
+        arrived = torch.cat(blocks, dim=1).view(b, -1, self.dim)
+        embeddings = arrived.index_select(1, self.first_slot)
+        if self.extra_slot.numel():
+            parts = arrived.index_select(1, self.extra_slot)
+            embeddings = embeddings.index_add(1, self.extra_table, parts)
+        return self.dense_tower(dense, embeddings)
+
+    def _exchange(self, group_sparse: SparseFeatures, b: int) -> tuple[Tensor, ...]:
+        """Every sample's pooled row, sent as it is (through the codecs)."""
+        mp_size = self.topology.mp_size
         pooled = _ScaleGrad.apply(self.shard(group_sparse), 1.0 / mp_size)
         exchange = RowExchange(
             send_rows=[b] * mp_size,
@@ -334,9 +361,26 @@ class HybridDLRM(nn.Module):
             channel="mp",
             codecs=self.codecs,
         )
-        arrived = torch.cat(all_to_all_rows(pooled, exchange), dim=1).view(b, -1, self.dim)
-        embeddings = arrived.index_select(1, self.first_slot)
-        if self.extra_slot.numel():
-            parts = arrived.index_select(1, self.extra_slot)
-            embeddings = embeddings.index_add(1, self.extra_table, parts)
-        return self.dense_tower(dense, embeddings)
+        return all_to_all_rows(pooled, exchange)
+
+    def _exchange_distinct(self, group_sparse: SparseFeatures, b: int) -> tuple[Tensor, ...]:
+        """Each distinct pooled vector once, with a sample index (``dct.mp.dedup``)."""
+        mp_size = self.topology.mp_size
+        sent = pool_distinct(
+            self.shard.restrict(group_sparse),
+            mp_size,
+            self.dim,
+            self.shard.pool,
+            self.dedup_counter,
+            self.topology.mp_rank,
+        )
+        rows = _ScaleGrad.apply(sent.rows, 1.0 / mp_size)
+        return all_to_all_distinct(
+            DistinctRows(rows, sent.index, sent.counts),
+            samples=[b] * mp_size,
+            tables=[len(shards) for shards in self.plan.shards],
+            dim=self.dim,
+            group=self.topology.mp_group,
+            meter=self.meter,
+            codecs=self.codecs,
+        )

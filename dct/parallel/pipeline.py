@@ -94,7 +94,7 @@ class PipelineStage:
         _, _, output = self._run(batch)
         if self.module.is_last:
             return output
-        send_rows(output, self.codecs.forward, None, self.next)
+        send_rows(output, self.codecs.forward, None, self.next, "forward")
         return None
 
     def _run(self, micro: Batch) -> tuple[Tensor | None, object, Tensor]:
@@ -125,7 +125,7 @@ class PipelineStage:
                 output, micro.labels, reduction="sum"
             )
             return _InFlight(incoming, incoming_ctx, summed / batch_size, None)
-        output_ctx = send_rows(output.detach(), self.codecs.forward, None, self.next)
+        output_ctx = send_rows(output.detach(), self.codecs.forward, None, self.next, "forward")
         return _InFlight(incoming, incoming_ctx, output, output_ctx)
 
     def _backward(self, flight: _InFlight, size: int) -> None:
@@ -144,5 +144,9 @@ class PipelineStage:
             flight.output.backward(grad)
         if self.previous is not None:
             send_rows(
-                flight.incoming.grad, self.codecs.backward, flight.incoming_ctx, self.previous
+                flight.incoming.grad,
+                self.codecs.backward,
+                flight.incoming_ctx,
+                self.previous,
+                "backward",
             )

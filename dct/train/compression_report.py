@@ -7,7 +7,7 @@ from typing import Mapping
 
 from dct.comm.codec import CodecPair
 from dct.comm.dct_dp import DCTDPState
-from dct.comm.dct_mp import TopKRows
+from dct.comm.dct_mp import KeptCounter, TopKRows
 from dct.parallel.hybrid import HybridDLRM
 from dct.parallel.pipeline_model import PipelineDLRM
 
@@ -39,7 +39,11 @@ def interval_scalars(model: HybridDLRM | PipelineDLRM, before: Snapshot) -> dict
 
 def summary(model: HybridDLRM | PipelineDLRM) -> dict[str, object]:
     """This rank's totals; ``None`` values for a compressor that is off."""
-    return {**_dp_summary(model.dp_states), **_mp_summary(model.codecs)}
+    return {
+        **_dp_summary(model.dp_states),
+        **_mp_summary(model.codecs),
+        **_dedup_summary(getattr(model, "dedup_counter", None)),
+    }
 
 
 def _dp_stats(states: Mapping[str, DCTDPState]) -> DPStats:
@@ -109,3 +113,11 @@ def _mp_summary(codecs: CodecPair) -> dict[str, object]:
     counts = _mp_counts(codecs)
     offered, kept = counts or (0, 0)
     return {"mp_kept_fraction": kept / offered if offered else None}
+
+
+def _dedup_summary(counter: KeptCounter | None) -> dict[str, object]:
+    """The share of the embedding rows bound for other ranks that de-duplication did not send
+    (``dct.mp.dedup``; ``None`` when off)."""
+    if counter is None or not counter.offered:
+        return {"mp_dedup_share": None}
+    return {"mp_dedup_share": 1.0 - counter.kept / counter.offered}

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from dct.checkpoint.run_state import RunState
 from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import REPORTED, ByteMeter, ChannelBytes
-from dct.config import ConfigError, RunConfig
+from dct.config import ConfigError, RunConfig, mp_codec_names
 from dct.data.batching import RankBatch, RankReader
 from dct.data.sources import open_source
 from dct.embedding.fused import fbgemm_available
@@ -105,6 +105,7 @@ def build_model(
         dct_dp=cfg.dct.dp,
         dp_hook=cfg.dp_hook,
         fused=_fused_tables(cfg, topology),
+        dedup=cfg.dct.mp.dedup,
     )
 
 
@@ -336,4 +337,8 @@ def summary_metrics(result: TrainResult, cfg: RunConfig, topology: Topology) -> 
         metrics[f"{channel}_bytes_sent"] = traffic[channel].sent
         metrics[f"{channel}_bytes_dense"] = traffic[channel].dense
         metrics[f"{channel}_ratio"] = traffic[channel].ratio
+    # Per training step; evaluation's forward transfers are in the totals too.
+    metrics["mp_codec"], metrics["mp_grad_codec"] = mp_codec_names(cfg.dct.mp)
+    for part in ("forward", "backward", "index"):
+        metrics[f"mp_{part}_bytes_per_step"] = traffic[f"mp_{part}"].sent / metrics["steps"]
     return metrics

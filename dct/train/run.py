@@ -78,6 +78,8 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
                 cfg.dct.mp.density,
                 where,
             )
+        if metrics["mp_bytes_sent"]:
+            _log_mp_parts(metrics)
         log.info(
             "auc %.4f (bayes auc %s), logloss %.4f | bytes per rank: dp %d sent / %d dense, "
             "mp %d sent / %d dense (ratios %.2f, %.2f) | %.0f samples/s | %s",
@@ -94,6 +96,21 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
             run_dir / "metrics.json",
         )
     return metrics
+
+
+def _log_mp_parts(metrics: dict[str, object]) -> None:
+    """Rank-averaged model-parallel bytes per training step by direction and codec."""
+    share = metrics["mp_dedup_share"]
+    log.info(
+        "mp bytes per rank and step: activations %.0f (%s), gradients %.0f (%s), sample index "
+        "%.0f%s",
+        metrics["mp_forward_bytes_per_step"],
+        metrics["mp_codec"],
+        metrics["mp_backward_bytes_per_step"],
+        metrics["mp_grad_codec"],
+        metrics["mp_index_bytes_per_step"],
+        "" if share is None else f"; de-duplication left out {share:.1%} of the rows",
+    )
 
 
 def _log_dct_dp(metrics: dict[str, object], density: float) -> None:

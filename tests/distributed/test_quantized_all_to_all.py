@@ -38,8 +38,9 @@ def quantized(bits: int):
 
 
 def row_bytes(bits: int):
-    """Wire bytes of a row of ``w`` values, by hand: codes, fp32 scale, fp32 offset."""
-    return lambda w: (w if bits == 8 else (w + 1) // 2) + 4 + 4
+    """Wire bytes of a row of ``w`` values, by hand: codes, then scale and offset (fp32 with
+    8 bits, bf16 with 4)."""
+    return lambda w: w + 4 + 4 if bits == 8 else (w + 1) // 2 + 2 + 2
 
 
 # name: (codecs, a block on arrival, the gradient back for receiver weights, bytes of a row
@@ -106,12 +107,13 @@ def train_with_codecs(codecs: list[str]) -> dict[str, dict]:
 
 
 def test_training_sends_what_the_format_says(tmp_path):
-    """Every table's pooled vector (dim 8, 32 fp32 bytes) goes as 8 int8 codes plus a scale
-    and an offset (16 bytes), 4 bytes of int4 codes plus both (12), or 8 fp16 values (16):
+    """Every table's pooled vector (dim 8, 32 fp32 bytes) goes as 8 int8 codes plus an fp32
+    scale and offset (16 bytes), 4 bytes of int4 codes plus a bf16 scale and offset (8), or 8
+    fp16 values (16):
     forward, backward and evaluation alike. Accuracy stays near dense's."""
     names = ["dense", "int8", "int4", "fp16"]
     metrics = run_ranks(2, train_with_codecs, names, tmp_dir=tmp_path)[0]
-    expected = {"dense": 1.0, "int8": 32 / 16, "int4": 32 / 12, "fp16": 32 / 16}
+    expected = {"dense": 1.0, "int8": 32 / 16, "int4": 32 / 8, "fp16": 32 / 16}
     for name, ratio in expected.items():
         assert metrics[name]["mp_ratio"] == pytest.approx(ratio, rel=1e-12), name
         assert metrics[name]["mp_bytes_dense"] == metrics["dense"]["mp_bytes_dense"]
