@@ -4,9 +4,9 @@
         --peer-python /path/to/peer-venv/bin/python          # about 30 minutes on 2 cores
 
 One process per host (``launch/sim_cluster.sh``), tables sharded over all 4 (``parallel.mp_size
-=4``), so every sample's pooled vectors cross the network. The model is dct's default DLRM (26
-tables, dim 16, bottom MLP 13-64-16, top MLP 64-32-1) with every table at 100,000 rows, SGD in
-FBGEMM's fused kernel, global batch 1,024; TorchRec runs the same shapes in
+=4``), so every sample's pooled vectors cross the network. The model is dct's default DLRM
+widened to TorchRec's reference dim of 64 (26 tables of 100,000 rows, bottom MLP 13-64-64, top
+MLP 64-32-1), SGD in FBGEMM's fused kernel, global batch 1,024; TorchRec runs the same shapes in
 ``../shared/peers/torchrec_dlrm_bench.py`` (table-wise sharding, the same fused kernel) with no
 codec, and with its FP16 and BF16 qcomms. dct reads its Zipf-skewed synthetic ids, TorchRec its
 own uniform ones: codec bytes do not depend on the ids, de-duplication does (it finds nothing
@@ -33,11 +33,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT.parent / "shared" / "peers" / "torchrec_dlrm_bench.py"
-HOSTS, RATE, TABLES, ROWS, DIM, BATCH = 4, "1gbit", 26, 100_000, 16, 1024
+HOSTS, RATE, TABLES, ROWS, DIM, BATCH = 4, "1gbit", 26, 100_000, 64, 1024
 DCT_SETTINGS = {
     "dct dense (fp32)": (),
     "dct fp16": ("dct.mp.codec=fp16",),
-    "dct bf16": ("dct.mp.codec=bf16",),
     "dct int8": ("dct.mp.codec=int8",),
     "dct int4": ("dct.mp.codec=int4",),
     "dct dedup (fp32)": ("dct.mp.dedup=true",),
@@ -69,7 +68,8 @@ def dct_run(name: str, overrides: tuple[str, ...], run_dir: Path, args) -> dict:
     script = [
         "launch/train.py", f"parallel.mp_size={HOSTS}", f"train.batch_size={BATCH}",
         "data.cardinalities=[" + ",".join([str(ROWS)] * TABLES) + "]",
-        f"model.embedding_dim={DIM}", "optim=sgd", "optim.tables=sgd", "model.table_kernel=fbgemm",
+        f"model.embedding_dim={DIM}", f"model.bottom_mlp=[64,{DIM}]", "optim=sgd",
+        "optim.tables=sgd", "model.table_kernel=fbgemm",
         f"train.steps={args.steps}", f"train.log_every={args.steps // 2}",
         f"train.eval_every={args.steps}", "train.resume=never", "output.progress_bar=false",
         "output.tensorboard=false", f"hydra.run.dir={run_dir}", *overrides,
@@ -92,7 +92,7 @@ def peer_run(qcomms: str, run_dir: Path, args) -> dict:
     out = run_dir / "peer.json"
     script = [
         str(PEER), f"--num-tables={TABLES}", f"--num-rows={ROWS}", f"--emb-dim={DIM}",
-        "--bottom-mlp=64,16", "--top-mlp=64,32,1", f"--batch-size={BATCH // HOSTS}",
+        f"--bottom-mlp=64,{DIM}", "--top-mlp=64,32,1", f"--batch-size={BATCH // HOSTS}",
         f"--steps={args.steps}", f"--qcomms={qcomms}", f"--json-out={out}",
     ]  # fmt: skip
     venv_bin = str(Path(args.peer_python).parent)
@@ -104,13 +104,10 @@ def peer_run(qcomms: str, run_dir: Path, args) -> dict:
     def remote(kind: str) -> float:
         return sum(v for k, v in per_step.items() if re.fullmatch(rf"\w+/{kind}/sent_remote", k))
 
-    # What an fp32 exchange of the same pooled vectors hands to other ranks, both ways.
-    samples_per_rank = BATCH // HOSTS
-    dense = 2 * 4 * DIM * (TABLES / HOSTS) * samples_per_rank * (HOSTS - 1)
     return {
         "step_s": summary["median_step_s"],
         "mp_bytes": remote("float"),
-        "mp_dense": dense,
+        "mp_dense": None,  # the fp32 run's bytes: rank 0's share of the tables is TorchRec's plan
         "id_bytes": remote("int"),
         "dedup_share": None,
     }
@@ -118,6 +115,7 @@ def peer_run(qcomms: str, run_dir: Path, args) -> dict:
 
 def report(results: dict[str, list[dict]], command: str) -> str:
     base = statistics.median(r["step_s"] for r in results["dct dense (fp32)"])
+    peer_dense = results["TorchRec fp32"][0]["mp_bytes"]
     lines = [
         "# The embedding all-to-all on a simulated cluster: dct's codecs and TorchRec's",
         "",
@@ -137,7 +135,8 @@ def report(results: dict[str, list[dict]], command: str) -> str:
         share = "" if first["dedup_share"] is None else f"{first['dedup_share']:.1%}"
         rounds = ", ".join(f"{1e3 * r['step_s']:.0f}" for r in runs)
         lines.append(
-            f"| {name} | {first['mp_bytes']:,.0f} | {first['mp_dense'] / first['mp_bytes']:.2f} "
+            f"| {name} | {first['mp_bytes']:,.0f} "
+            f"| {(first['mp_dense'] or peer_dense) / first['mp_bytes']:.2f} "
             f"| {share} | {first['id_bytes']:,.0f} | {rounds} | {step / base:.2f} |"
         )
     return "\n".join(lines) + "\n"

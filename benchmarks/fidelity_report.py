@@ -216,6 +216,17 @@ def section(runs: dict[str, Runs], baseline: str, steps: int, margin: float) -> 
     return text
 
 
+def batch_size(records: list[dict]) -> int:
+    """The runs' global batch: an override's, else the default config's."""
+    for override in records[0]["overrides"] if records else []:
+        if override.startswith("train.batch_size="):
+            return int(override.split("=", 1)[1])
+    return DEFAULT_BATCH
+
+
+DEFAULT_BATCH = 1024  # configs/train/default.yaml
+
+
 def write(out: Path, steps: int, margin: float, command: str) -> None:
     """Write ``out/README.md`` and ``out/auc_vs_ratio.png`` from ``out/results.jsonl``."""
     records = list(load_results(out / "results.jsonl").values())
@@ -225,7 +236,8 @@ def write(out: Path, steps: int, margin: float, command: str) -> None:
         "# Fidelity: accuracy of each method against its baseline, paired over seeds",
         "",
         f"Made by `{command}` (`python benchmarks/fidelity_report.py {out} --steps {steps}` "
-        f"redraws it from `results.jsonl`). {steps} steps of 1,024 samples per run.",
+        f"redraws it from `results.jsonl`). {steps} steps of {batch_size(records):,} samples "
+        "per run.",
         "",
     ]
     for baseline in (m for m in runs if baselines[m] is None):

@@ -4,7 +4,8 @@ The reference is the uninterrupted run on the same ranks. The interrupted one tr
 ``k`` (a checkpoint, and an evaluation step, so the two runs evaluate at the same steps), ends;
 a fresh ``train`` call in the same run directory resumes from that checkpoint. Everything that
 shapes the later steps must come back from the checkpoint: the tables, both optimizers' state,
-DCT-DP's residuals and thresholds, DCT-MP's counters, the byte meter and the losses so far.
+DCT-DP's residuals and thresholds, DCT-MP's and de-duplication's counters, the random state,
+the byte meter and the losses so far.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ def config(
     kernel: str = "torch",
     dct_dp: bool = False,
     dct_mp: bool = False,
+    dedup_int4: bool = False,
 ) -> RunConfig:
     """The golden test's small model; table 3 (1,000 of 1,667 rows) is cut into row blocks by
-    ``auto`` on 2 MP ranks."""
+    ``auto`` on 2 MP ranks. ``dedup_int4``: the de-duplicated all-to-all in int4, gradients
+    rounded stochastically (so the random state must come back too)."""
     cfg = small_config(mp_size, optim, tables, sharding, kernel)
     return replace(
         cfg,
@@ -57,7 +60,9 @@ def config(
         ),
         dct=DCTConfig(
             dp=DCTDPConfig(enabled=dct_dp, density=0.05, update_every=4, table_residual_rows=8),
-            mp=DCTMPConfig(enabled=dct_mp, density=0.25),
+            mp=DCTMPConfig(enabled=dct_mp, density=0.25)
+            if not dedup_int4
+            else DCTMPConfig(codec="int4", dedup=True, grad_rounding="stochastic"),
         ),
     )
 
@@ -118,6 +123,7 @@ CASES = {
         "mp2": config(mp_size=2),
         "dp2-dct_dp": config(mp_size=1, dct_dp=True),
         "mp2-dct_mp": config(mp_size=2, dct_mp=True),
+        "mp2-dedup-int4": config(mp_size=2, dedup_int4=True),
         "pipeline-dct_mp": config(mode="pipeline", mp_size=2, dct_mp=True),
         "adagrad": config(mp_size=2, optim="adagrad", tables="rowwise_adagrad"),
         "fbgemm-adagrad": config(mp_size=2, tables="adagrad", kernel="fbgemm"),

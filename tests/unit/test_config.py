@@ -101,6 +101,11 @@ def test_defaults_are_valid():
         (with_dct_mp(codec="topk", grad_codec="int8"), 1, "topk pairs only with topk"),
         (with_dct_mp(codec="int8", grad_codec="topk"), 1, "topk pairs only with topk"),
         (with_dct_mp(codec="int8", grad_rounding="up"), 1, "dct.mp.grad_rounding='up': use"),
+        (
+            dataclasses.replace(pipeline(), dct=with_dct_mp(dedup=True).dct),
+            2,
+            "dct.mp.dedup=true de-duplicates the embedding all-to-all, which pipeline mode",
+        ),
     ],
 )
 def test_impossible_config_is_named(cfg, world, message):
