@@ -68,12 +68,12 @@ def dct_mp(density: float, *layout: str) -> Method:
 
 # A 2-stage pipeline of the default DLRM cut after the bottom MLP's first layer (64 wide, after
 # its ReLU): the middle of the bottom MLP, where the DCT paper's 2-worker split cuts its model.
-PIPELINE = ("parallel.mp_mode=pipeline", "model.cuts=[bottom_mlp.0]")
+PIPELINE = ("parallel.mp_mode=pipeline", "parallel.cuts=[bottom_mlp.0]")
 # The DCT paper's DLRM table: its model cut after the bottom MLP's second layer (2 workers),
 # also after the top MLP's (3 workers), and 2 data-parallel replicas of the 2-worker pipeline
 # (DP+MP; replicas of a pipeline need a multiple of its stages, so 4 workers, not the paper's 3).
 PAPER = ("model=dlrm_paper", "parallel.mp_mode=pipeline")
-TWO, THREE = "model.cuts=[bottom_mlp.1]", "model.cuts=[bottom_mlp.1,top_mlp.1]"
+TWO, THREE = "parallel.cuts=[bottom_mlp.1]", "parallel.cuts=[bottom_mlp.1,top_mlp.1]"
 
 
 def a2a(*settings: str) -> Method:

@@ -35,7 +35,6 @@ REGENERATE = "pip install -e '.[bench]' && sudo python benchmarks/suite.py --out
 # tower data-parallel over every host: the paper's hybrid layout, one process a host.
 BASE = (
     "model=dlrm_paper",
-    "model.cuts=[]",
     "output.tensorboard=false",
     "output.progress_bar=false",
 )

@@ -11,8 +11,23 @@ Example::
     blocks = all_to_all_rows(rows, spec)  # differentiable; gradients return at the kept positions
 """
 
-from dct.comm.all_to_all import RowExchange, all_to_all_rows
-from dct.comm.dct_dp import DCTDPState, dct_dp_hook
-from dct.comm.dct_mp import dct_mp_codecs
+import importlib
+
+# Resolved on first use: importing any dct module (a command-line tool's --help) must not
+# pay for torch.
+_EXPORTS = {
+    "RowExchange": "dct.comm.all_to_all",
+    "all_to_all_rows": "dct.comm.all_to_all",
+    "DCTDPState": "dct.comm.dct_dp",
+    "dct_dp_hook": "dct.comm.dct_dp",
+    "dct_mp_codecs": "dct.comm.dct_mp",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dct' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
 
 __all__ = ["DCTDPState", "RowExchange", "all_to_all_rows", "dct_dp_hook", "dct_mp_codecs"]

@@ -43,6 +43,7 @@ SHARDING_MODES = ("auto", "table", "row")
 TABLE_KERNELS = ("auto", "torch", "fbgemm")
 WIRE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
 DP_HOOK_NAMES = ("allreduce", "fp16", "powersgd")
+BACKENDS = ("auto", "gloo", "nccl")
 MP_CODECS = ("dense", "fp16", "bf16", "int8", "int4", "topk")
 # Runs longer than this many steps checkpoint this often unless train.checkpoint_every says.
 AUTO_CHECKPOINT_EVERY = 500
@@ -55,17 +56,16 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     """DLRM shape. ``bottom_mlp`` ends at ``embedding_dim`` (the interaction needs equal widths);
-    ``top_mlp`` lists hidden widths only: a final layer to one logit is always added. ``cuts``
-    (pipeline mode): layers after which the model is split into stages, ``bottom_mlp.i`` or
-    ``top_mlp.i`` (``models.dlrm_stages``). ``table_kernel``: ``torch`` (``SparseTable``, row
-    gradients), ``fbgemm`` (FBGEMM's kernel, optimizer fused into backward: unreplicated tables
-    only) or ``auto`` (``fbgemm`` where it is installed and allowed, else ``torch``)."""
+    ``top_mlp`` lists hidden widths only: a final layer to one logit is always added.
+    ``table_kernel``: ``torch`` (``SparseTable``, row gradients), ``fbgemm`` (FBGEMM's kernel,
+    optimizer fused into backward: unreplicated tables only) or ``auto`` (``fbgemm`` where it is
+    installed and allowed, else ``torch``). Where the model is cut into pipeline stages is a
+    parallelism setting, ``parallel.cuts``."""
 
     name: str = "dlrm"
     embedding_dim: int = 16
     bottom_mlp: list[int] = field(default_factory=lambda: [64, 16])
     top_mlp: list[int] = field(default_factory=lambda: [64, 32])
-    cuts: list[str] = field(default_factory=list)
     table_kernel: str = "auto"
 
 
@@ -98,16 +98,21 @@ class ParallelConfig:
     """``mp_mode=embedding``: ``mp_size`` ranks share out the tables, ``world_size / mp_size``
     replicas of each shard; ``sharding`` (``auto``, ``table``, ``row``) and ``memory_budget_gb``
     (per rank, tables and their optimizer state; ``None``: no limit) steer the planner in
-    ``dct.parallel.sharding``. ``mp_mode=pipeline``: the model is cut into ``len(model.cuts) + 1``
-    stages, one per rank, each batch in ``microbatches`` equal parts."""
+    ``dct.parallel.sharding``. ``mp_mode=pipeline``: the model is cut into ``len(cuts) + 1``
+    stages, one per rank, each batch in ``microbatches`` equal parts; ``cuts`` name the layers
+    the stages end at, ``bottom_mlp.i`` or ``top_mlp.i`` (``models.dlrm_stages``), and must be
+    empty in embedding mode. ``threads``: intra-op threads per process
+    (``dct.parallel.threads``)."""
 
     mp_mode: str = "embedding"
     mp_size: int = 1
     sharding: str = "auto"
     memory_budget_gb: Optional[float] = None
+    cuts: list[str] = field(default_factory=list)
     microbatches: int = 2
     backend: str = "auto"
     timeout_s: float = 300.0
+    threads: Optional[int] = None
 
 
 @dataclass
@@ -230,90 +235,18 @@ class RunConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
 def validate(cfg: RunConfig, world_size: int) -> None:
-    """Raise ``ConfigError`` naming the setting to change if ``cfg`` can't run on ``world_size``."""
-    model, data, train = cfg.model, cfg.data, cfg.train
-    _require(
-        model.name == "dlrm", f"model.name={model.name!r} is unknown; the only model is 'dlrm'"
-    )
-    _require(model.embedding_dim >= 1, "model.embedding_dim must be >= 1")
-    _require(
-        model.table_kernel in TABLE_KERNELS,
-        f"model.table_kernel={model.table_kernel!r}: use one of {', '.join(TABLE_KERNELS)}",
-    )
-    _require(
-        len(model.bottom_mlp) >= 1 and model.bottom_mlp[-1] == model.embedding_dim,
-        f"model.bottom_mlp={list(model.bottom_mlp)} must end at model.embedding_dim="
-        f"{model.embedding_dim}: the interaction takes dot products of equal-width vectors",
-    )
-    _require(all(w >= 1 for w in [*model.bottom_mlp, *model.top_mlp]), "MLP widths must be >= 1")
-    _require(
-        data.name in ("synthetic", "criteo"),
-        f"data.name={data.name!r} is unknown; use data=synthetic or data=criteo",
-    )
-    _require(
-        data.name != "criteo" or data.path is not None,
-        "data=criteo needs data.path=DIR: a directory written by "
-        "'python -m dct.data.criteo_preprocess DIR FILE...'",
-    )
-    _require(0.0 < data.eval_fraction < 1.0, "data.eval_fraction must be in (0, 1)")
-    _require(len(data.cardinalities) >= 1, "data.cardinalities needs at least one table")
-    _require(all(c >= 1 for c in data.cardinalities), "data.cardinalities must all be >= 1")
-    _require(data.num_dense >= 1, "data.num_dense must be >= 1")
-    _require(data.ids_per_feature >= 1, "data.ids_per_feature must be >= 1")
-    _require(data.zipf_exponent >= 0, "data.zipf_exponent must be >= 0 (0: uniform ids)")
-    _require(data.eval_size >= 1, "data.eval_size must be >= 1")
-    _require(cfg.seed >= 0, f"seed={cfg.seed} must be >= 0")
-    _require(
-        data.seed is None or data.seed >= 0,
-        f"data.seed={data.seed} must be >= 0, or null to follow seed",
-    )
-    _require(cfg.parallel.timeout_s > 0, "parallel.timeout_s must be > 0 (seconds)")
-    _require(
-        cfg.parallel.sharding in SHARDING_MODES,
-        f"parallel.sharding={cfg.parallel.sharding!r}: use one of {', '.join(SHARDING_MODES)}",
-    )
-    _require(
-        cfg.parallel.memory_budget_gb is None or cfg.parallel.memory_budget_gb > 0,
-        f"parallel.memory_budget_gb={cfg.parallel.memory_budget_gb} must be > 0, or null for "
-        "no limit",
-    )
-    _validate_pipeline(cfg, world_size)
-    _require(cfg.optim.name in ("sgd", "adagrad"), f"optim={cfg.optim.name!r}: use sgd or adagrad")
-    _require(
-        cfg.optim.tables in TABLE_OPTIMIZERS,
-        f"optim.tables={cfg.optim.tables!r}: use one of {', '.join(TABLE_OPTIMIZERS)}",
-    )
-    _require(
-        cfg.optim.tables_lr is None or cfg.optim.tables_lr > 0,
-        f"optim.tables_lr={cfg.optim.tables_lr} must be > 0, or null to follow train.lr",
-    )
-    _validate_dct_dp(cfg.dct.dp)
-    _validate_dp_hook(cfg.dp_hook, cfg.dct.dp)
-    _validate_dct_mp(cfg.dct.mp)
-    _require(train.steps >= 1, "train.steps must be >= 1")
-    _require(train.lr > 0, "train.lr must be > 0")
-    _require(train.eval_every >= 1, "train.eval_every must be >= 1")
-    _require(train.log_every >= 1, "train.log_every must be >= 1")
-    _require(
-        train.checkpoint_every is None
-        or (train.checkpoint_every >= 0 and train.checkpoint_every % train.log_every == 0),
-        f"train.checkpoint_every={train.checkpoint_every} must be a multiple of train.log_every="
-        f"{train.log_every} (checkpoints are taken at logging steps), 0 for none, or null",
-    )
-    _require(train.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
-    _require(train.resume != "", "train.resume must be auto, never or a checkpoint's path")
-    if cfg.parallel.mp_mode != "pipeline":
-        _require(
-            train.batch_size >= world_size and train.batch_size % world_size == 0,
-            f"train.batch_size={train.batch_size} must be a positive multiple of the world size "
-            f"({world_size}): every rank trains on an equal slice of each global batch",
-        )
+    """Raise ``ConfigError`` naming the setting to change if ``cfg`` can't run on ``world_size``:
+    one line with the key, its value and what to do. The checks, one function per config group,
+    are in ``dct.config_checks``.
+
+    Example::
+
+        validate(RunConfig(), world_size=4)
+    """
+    from dct.config_checks import check_run  # it imports this module's schemas
+
+    check_run(cfg, world_size)
 
 
 def data_seed(cfg: RunConfig) -> int:
@@ -339,114 +272,5 @@ def checkpoint_every(train: TrainConfig) -> int:
 def model_parallel_size(cfg: RunConfig) -> int:
     """Ranks per model replica: ``parallel.mp_size``, or the number of pipeline stages."""
     if cfg.parallel.mp_mode == "pipeline":
-        return len(cfg.model.cuts) + 1
+        return len(cfg.parallel.cuts) + 1
     return cfg.parallel.mp_size
-
-
-def _validate_pipeline(cfg: RunConfig, world_size: int) -> None:
-    parallel, cuts = cfg.parallel, list(cfg.model.cuts)
-    _require(
-        parallel.mp_mode in ("embedding", "pipeline"),
-        f"parallel.mp_mode={parallel.mp_mode!r}: use embedding (tables sharded over the MP "
-        "group) or pipeline (the model cut into stages at model.cuts)",
-    )
-    _require(
-        parallel.mp_mode == "embedding" or not cfg.dct.mp.dedup,
-        "dct.mp.dedup=true de-duplicates the embedding all-to-all, which pipeline mode does "
-        "not have: set dct.mp.dedup=false or parallel.mp_mode=embedding",
-    )
-    if parallel.mp_mode == "embedding":
-        _require(
-            not cuts,
-            f"model.cuts={cuts} needs parallel.mp_mode=pipeline; for embedding mode set "
-            "model.cuts=[]",
-        )
-        return
-    stages = len(cuts) + 1
-    _require(cuts, "parallel.mp_mode=pipeline needs model.cuts, e.g. model.cuts=[bottom_mlp.1]")
-    _require(
-        parallel.mp_size in (1, stages),
-        f"parallel.mp_size={parallel.mp_size}, but model.cuts={cuts} make {stages} stages: "
-        "in pipeline mode the stages are the model-parallel ranks; leave mp_size at 1",
-    )
-    _require(
-        world_size % stages == 0,
-        f"{world_size} processes for {stages} pipeline stages: launch a multiple of {stages} "
-        "(replicas x stages), or change model.cuts",
-    )
-    replicas = world_size // stages
-    _require(parallel.microbatches >= 1, "parallel.microbatches must be >= 1")
-    _require(
-        cfg.train.batch_size % (replicas * parallel.microbatches) == 0,
-        f"train.batch_size={cfg.train.batch_size} does not split into {replicas} replica(s) x "
-        f"parallel.microbatches={parallel.microbatches} equal micro-batches",
-    )
-
-
-def _require_wire_dtype(setting: str, value: str) -> None:
-    _require(value in WIRE_DTYPE_NAMES, f"{setting}={value!r}: use float32, float16 or bfloat16")
-
-
-def _validate_dct_dp(dp: DCTDPConfig) -> None:
-    _require(
-        0.0 < dp.density <= 1.0,
-        f"dct.dp.density={dp.density} must be in (0, 1]: the fraction of gradient entries sent",
-    )
-    _require(dp.update_every >= 1, "dct.dp.update_every must be >= 1 (steps between estimates)")
-    _require(
-        dp.warmup_steps >= 2,
-        f"dct.dp.warmup_steps={dp.warmup_steps} must be >= 2: DDP settles its buckets first",
-    )
-    _require_wire_dtype("dct.dp.value_dtype", dp.value_dtype)
-    _require(dp.guard_factor > 1.0, "dct.dp.guard_factor must be > 1 (a multiple of the target)")
-    _require(dp.guard_window >= 1, "dct.dp.guard_window must be >= 1 (steps)")
-    _require(dp.threshold_sample_size >= 0, "dct.dp.threshold_sample_size must be >= 0 (0: exact)")
-    _require(dp.table_residual_rows >= 0, "dct.dp.table_residual_rows must be >= 0 (rows)")
-
-
-def _validate_dp_hook(hook: DPHookConfig, dct_dp: DCTDPConfig) -> None:
-    _require(
-        hook.name in DP_HOOK_NAMES,
-        f"dp_hook.name={hook.name!r}: use allreduce, fp16 or powersgd",
-    )
-    _require(hook.powersgd_rank >= 1, "dp_hook.powersgd_rank must be >= 1")
-    _require(
-        hook.powersgd_start_step >= 2,
-        f"dp_hook.powersgd_start_step={hook.powersgd_start_step} must be >= 2: DDP settles its "
-        "buckets first",
-    )
-    _require(
-        hook.name == "allreduce" or not dct_dp.enabled,
-        f"dct.dp.enabled=true and dp_hook.name={hook.name}: pick one gradient compressor "
-        "(dct.dp.enabled=false, or dp_hook.name=allreduce)",
-    )
-
-
-def _validate_dct_mp(mp: DCTMPConfig) -> None:
-    _require(
-        0.0 < mp.density <= 1.0,
-        f"dct.mp.density={mp.density} must be in (0, 1]: the fraction of activations sent",
-    )
-    _require_wire_dtype("dct.mp.value_dtype", mp.value_dtype)
-    if mp.grad_dtype is not None:
-        _require_wire_dtype("dct.mp.grad_dtype", mp.grad_dtype)
-    _require(
-        mp.granularity in ("sample", "table"),
-        f"dct.mp.granularity={mp.granularity!r}: use sample (top-k over a sample's tables on a "
-        "rank) or table (top-k within each table's vector)",
-    )
-    for setting, value in (("dct.mp.codec", mp.codec), ("dct.mp.grad_codec", mp.grad_codec)):
-        _require(
-            value is None or value in MP_CODECS,
-            f"{setting}={value!r}: use one of {', '.join(MP_CODECS)}",
-        )
-    forward, backward = mp_codec_names(mp)
-    _require(
-        (forward == "topk") == (backward == "topk"),
-        f"dct.mp.codec={forward} with dct.mp.grad_codec={backward}: top-k gradients go back "
-        "at the positions top-k activations were sent from, so topk pairs only with topk",
-    )
-    _require(
-        mp.grad_rounding in ("nearest", "stochastic"),
-        f"dct.mp.grad_rounding={mp.grad_rounding!r}: use nearest or stochastic",
-    )

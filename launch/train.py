@@ -14,14 +14,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dct.config import RunConfig
-from dct.train.entry import run_or_exit
-from dct.train.run import run
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(raw: DictConfig) -> None:
+    # Imported once the config is composed and the run directory claimed, so that a mistake
+    # in either is reported before torch loads.
+    from dct.train.entry import run_or_exit
+    from dct.train.run import run
+
     run_or_exit(OmegaConf.to_object(raw), Path(HydraConfig.get().runtime.output_dir), run)
 
 

@@ -117,7 +117,7 @@ class RunState:
             "world_size": self.topology.world_size,
             "mp_size": self.topology.mp_size,
             "mp_mode": self.cfg.parallel.mp_mode,
-            "cuts": list(self.cfg.model.cuts) if self.cfg.parallel.mp_mode == "pipeline" else [],
+            "cuts": list(self.cfg.parallel.cuts),  # empty outside pipeline mode (validate)
             "plan": None
             if plan is None
             else [[[s.table, s.start, s.stop] for s in shards] for shards in plan.shards],

@@ -97,7 +97,7 @@ def all_gather_counts(
     world = dist.get_world_size(group)
     gathered = torch.empty(world, dtype=torch.int32, device=device)
     mine = torch.tensor([count], dtype=torch.int32, device=device)
-    dist.all_gather_into_tensor(gathered, mine, group=group)
+    dist.all_gather_single(gathered, mine, group=group)
     return gathered.tolist()
 
 

@@ -40,7 +40,7 @@ def average_rows(
     dim = grads[0].values.shape[1]
     mine_counts = torch.tensor([g.rows.numel() for g in grads], dtype=torch.int32, device=device)
     counts = torch.empty(world * len(grads), dtype=torch.int32, device=device)
-    dist.all_gather_into_tensor(counts, mine_counts, group=group)
+    dist.all_gather_single(counts, mine_counts, group=group)
     counts = counts.view(world, len(grads))
     row_bytes = ID_BYTES + dim * dtype.itemsize
     mine = torch.cat(

@@ -5,6 +5,11 @@ are the eval split: Kaggle's "six days train, one day test" is 1/7) or two direc
 eval one preprocessed with the same options. A split is read in order and wraps around at its
 end (epochs). A request touches only the rows it asks for, so a rank reads its MP group's slice
 of each global batch and nothing else.
+
+The ids of every batch read are checked against the manifest's table sizes (a min and a max
+per table over the batch: O(batch), whatever the size of the tables or of the files), so that a
+hand-edited manifest or a corrupt ``sparse.i32`` is a ``DataError`` naming the file, the
+feature, the id and the table size, not an index error deep inside an embedding lookup.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dct.data.batch import Batch, SparseFeatures
 from dct.data.criteo_format import (
     DENSE_FILE,
     LABELS_FILE,
+    MANIFEST,
     SPARSE_FILE,
     DataError,
     Manifest,
@@ -27,14 +33,24 @@ from dct.data.criteo_format import (
 
 
 class _Rows:
-    """One split: ``count`` rows of a directory's arrays from ``first``."""
+    """One split: ``count`` rows of ``directory``'s arrays from ``first``."""
 
-    def __init__(self, arrays: dict[str, np.memmap], first: int, count: int) -> None:
-        self.arrays, self.first, self.count = arrays, first, count
+    def __init__(
+        self,
+        directory: Path,
+        manifest: Manifest,
+        arrays: dict[str, np.memmap],
+        first: int,
+        count: int,
+    ) -> None:
+        self.directory, self.arrays, self.first, self.count = directory, arrays, first, count
+        self.table_sizes = np.asarray(manifest.table_sizes, dtype=np.int64)
 
     def batch(self, start: int, count: int) -> Batch:
         rows = self.first + np.arange(start, start + count) % self.count
-        sparse = torch.from_numpy(self.arrays[SPARSE_FILE][rows].astype(np.int64))
+        ids = self.arrays[SPARSE_FILE][rows]
+        self._check_ids(ids, rows)
+        sparse = torch.from_numpy(ids.astype(np.int64))
         offsets = torch.arange(count + 1)
         return Batch(
             dense=torch.from_numpy(np.array(self.arrays[DENSE_FILE][rows])),
@@ -43,6 +59,25 @@ class _Rows:
                 tuple(offsets for _ in range(sparse.shape[1])),
             ),
             labels=torch.from_numpy(self.arrays[LABELS_FILE][rows].astype(np.float32)),
+        )
+
+    def _check_ids(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        """Raises ``DataError`` for the first table (by index) with an id outside it."""
+        if not len(ids):
+            return
+        low, high = ids.min(axis=0), ids.max(axis=0)
+        outside = np.flatnonzero((low < 0) | (high >= self.table_sizes))
+        if not len(outside):
+            return
+        table = int(outside[0])
+        size = int(self.table_sizes[table])
+        bad = int(low[table]) if low[table] < 0 else int(high[table])
+        row = int(rows[np.flatnonzero(ids[:, table] == bad)[0]])
+        raise DataError(
+            f"{self.directory / SPARSE_FILE}, row {row}: feature C{table + 1} (table {table}) "
+            f"has id {bad}, outside its table of {size} rows (ids must be in [0, {size}), as "
+            f"{self.directory / MANIFEST} says); the files do not belong together: delete "
+            f"{self.directory} and run dct-preprocess-criteo again"
         )
 
 
@@ -69,15 +104,16 @@ class CriteoClicks:
                     f"data.eval_fraction={eval_fraction}; both splits need at least one row"
                 )
             self.splits = {
-                "train": _Rows(arrays, 0, train_rows),
-                "eval": _Rows(arrays, train_rows, eval_rows),
+                "train": _Rows(path, self.manifest, arrays, 0, train_rows),
+                "eval": _Rows(path, self.manifest, arrays, train_rows, eval_rows),
             }
         else:
             eval_manifest = read_manifest(eval_path)
             _check_compatible(path, self.manifest, eval_path, eval_manifest)
+            eval_arrays = open_arrays(eval_path, eval_manifest)
             self.splits = {
-                "train": _Rows(arrays, 0, self.manifest.rows),
-                "eval": _Rows(open_arrays(eval_path, eval_manifest), 0, eval_manifest.rows),
+                "train": _Rows(path, self.manifest, arrays, 0, self.manifest.rows),
+                "eval": _Rows(eval_path, eval_manifest, eval_arrays, 0, eval_manifest.rows),
             }
 
     @property

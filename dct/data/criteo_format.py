@@ -35,8 +35,9 @@ ARRAYS = {
 
 
 class DataError(ValueError):
-    """Input the user can fix (a missing or unreadable file, a bad line in strict mode, a
-    manifest that does not match its files); the message names the file and what to do."""
+    """Input the user can fix (a missing or unreadable file, a bad line in strict mode, an output
+    directory that cannot be written, a manifest that does not match its files, an id outside
+    its table); the message names the file and what to do."""
 
 
 @dataclass(frozen=True)

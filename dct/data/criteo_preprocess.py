@@ -9,6 +9,11 @@ point and goes on: the result is byte-identical to an uninterrupted run. At the 
 are renamed into place and ``manifest.json`` is written, last. (The on-disk state of a run, and
 the checks that a rerun is the same run, are ``dct.data.criteo_run_state``.)
 
+A UTF-8 byte-order mark at the start of a file (as some Windows tools write) is skipped, not
+taken for part of the first line. An output directory that cannot be created or written is a
+``DataError`` naming it; whatever a failed run leaves there has no manifest, so it never reads as
+finished (rerunning resumes it).
+
 Memory is bounded by the chunk size, whatever the size of the files. ``vocab`` mode also holds
 every distinct value of every column with its count (16 bytes each, up to twice while merging)
 during its counting pass, and the frequent values while writing: no single pass can avoid that.
@@ -32,6 +37,7 @@ Defaults:
 from __future__ import annotations
 
 import argparse
+import codecs
 import functools
 import gzip
 import itertools
@@ -112,9 +118,37 @@ def preprocess(
         raise DataError("no input files given; name one or more Criteo TSV files")
     files = [describe_source(Path(path)) for path in sources]
     out_dir = Path(out_dir)
+    _make_output_dir(out_dir)
+    try:
+        return _preprocess(files, out_dir, options, strict, progress)
+    except OSError as error:
+        if error.filename is not None and not Path(error.filename).is_relative_to(out_dir):
+            raise  # not the output's fault: input errors are reported where files are read
+        where = "" if error.filename is None else f": {error.filename}"
+        raise DataError(
+            f"{out_dir}: cannot write the output ({error.strerror}{where}); make it writable or "
+            "free some space, or give another output directory"
+        ) from None
+
+
+def _make_output_dir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir} is a file; give a directory (new or empty) for the output")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocking = next((p for p in out_dir.parents if p.exists() and not p.is_dir()), None)
+        why = error.strerror if blocking is None else f"{blocking} is a file"
+        raise DataError(
+            f"{out_dir}: cannot create the output directory ({why}); "
+            "give a directory you can create and write to"
+        ) from None
+
+
+def _preprocess(
+    files: list[SourceFile], out_dir: Path, options: dict, strict: bool, progress: bool
+) -> Manifest:
+    mode, chunk_rows = options["mode"], options["chunk_rows"]
     if (out_dir / MANIFEST).is_file():
         manifest = read_manifest(out_dir)
         require_same(out_dir, manifest.options, manifest.sources, options, files, finished=True)
@@ -122,9 +156,10 @@ def preprocess(
         return manifest
     state = start_or_resume(out_dir, options, files)
     if mode == "hash":
-        table_sizes = [hash_size] * NUM_SPARSE
-        to_indices = functools.partial(hash_indices, hash_size=hash_size)
+        table_sizes = [options["hash_size"]] * NUM_SPARSE
+        to_indices = functools.partial(hash_indices, hash_size=options["hash_size"])
     else:
+        min_count = options["min_count"]
         vocabulary = _vocabulary(out_dir, files, min_count, chunk_rows, strict, progress)
         table_sizes, to_indices = vocabulary.table_sizes(), vocabulary.indices
     with PartialArrays(out_dir, state.rows) as arrays:
@@ -162,6 +197,9 @@ def _chunks(
                 raw.seek(0)
                 stream = gzip.GzipFile(fileobj=raw) if packed else raw
                 try:
+                    # Offsets count the mark's bytes: a resumed run seeks past it as well.
+                    if offset == 0 and stream.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+                        offset = len(codecs.BOM_UTF8)
                     stream.seek(offset)
                     while lines := list(itertools.islice(stream, chunk_rows)):
                         offset += sum(map(len, lines))
@@ -230,22 +268,99 @@ def _log_summary(out_dir: Path, state: Progress) -> None:
         log.warning("skipped %d malformed line(s): %s", sum(bad.values()), kinds)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m dct.data.criteo_preprocess OUT_DIR FILE [FILE ...]``: the exit status, 2 for
-    input the user must fix (reported as one ``error:`` line, no traceback)."""
+_DESCRIPTION = """\
+Turn Criteo click logs into the binary dataset that training reads (data=criteo).
+
+Each input line is tab-separated: label, I1..I13 (integers), C1..C26 (8 hex
+digits); every field but the label may be empty. Malformed lines are skipped and
+counted (see --strict). OUT_DIR gets dense.f32, sparse.i32, labels.u8 and, last,
+manifest.json (rows, table sizes, options, sources): a directory without
+manifest.json is not finished. Rerunning the same command after a crash or
+Ctrl-C resumes where it stopped; rerunning it on a finished OUT_DIR does nothing."""
+
+_EPILOG = """\
+examples:
+  dct-preprocess-criteo data/kaggle train.txt --mode vocab
+  dct-preprocess-criteo data/days01 day_0.gz day_1.gz --hash-size 10000000
+  python launch/train.py data=criteo data.path=data/kaggle
+
+exit status: 0 done; 2 input, output or option to fix (one "error:" line); 130 interrupted."""
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dct-preprocess-criteo",
-        description="Preprocess Criteo TSV click logs (plain or gzip) for dct; rerun to resume.",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    parser.add_argument("sources", type=Path, nargs="+", metavar="FILE")
-    parser.add_argument("--mode", choices=("hash", "vocab"), default="hash", help="%(default)s")
-    parser.add_argument("--hash-size", type=int, default=DEFAULT_HASH_SIZE, help="%(default)s")
-    parser.add_argument("--min-count", type=int, default=DEFAULT_MIN_COUNT, help="%(default)s")
-    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="%(default)s")
-    parser.add_argument("--strict", action="store_true", help="stop at the first malformed line")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "out_dir",
+        type=Path,
+        metavar="OUT_DIR",
+        help="output directory, created if missing: new, empty, or holding an unfinished run "
+        "of this same command",
+    )
+    parser.add_argument(
+        "sources",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="Criteo TSV file(s), plain or gzip (told by their first bytes, not their name), "
+        "read in the order given; rows keep that order",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("hash", "vocab"),
+        default="hash",
+        help="how a categorical value becomes a table row: 'hash' (one pass, every table "
+        "--hash-size rows) or 'vocab' (two passes, a row for each value seen at least "
+        "--min-count times; holds every distinct value in memory while counting); "
+        "default: %(default)s",
+    )
+    parser.add_argument(
+        "--hash-size",
+        type=int,
+        default=DEFAULT_HASH_SIZE,
+        metavar="ROWS",
+        help="hash mode: rows of each of the 26 tables, row 0 being the missing value; "
+        "default: %(default)s",
+    )
+    parser.add_argument(
+        "--min-count",
+        type=int,
+        default=DEFAULT_MIN_COUNT,
+        metavar="N",
+        help="vocab mode: values seen fewer than N times share row 0 with the missing value; "
+        "default: %(default)s",
+    )
+    parser.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=DEFAULT_CHUNK_ROWS,
+        metavar="LINES",
+        help="lines read, parsed and written at a time, about 1.7 KB of memory each; a crash "
+        "loses at most one chunk of work; default: %(default)s (about 170 MB)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop with an error at the first malformed line (default: skip and count it)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="do not draw the progress bar on stderr (default: draw it)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``dct-preprocess-criteo OUT_DIR FILE [FILE ...]`` (or ``python -m
+    dct.data.criteo_preprocess``): the exit status, 2 for input, output or options the user
+    must fix (reported as one ``error:`` line, no traceback), 130 when interrupted."""
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         preprocess(**vars(args))

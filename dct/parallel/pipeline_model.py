@@ -61,7 +61,7 @@ class PipelineDLRM(nn.Module):
         try:
             stages = split_dlrm(model, cuts)
         except CutError as error:
-            raise ConfigError(f"model.cuts={list(cuts)}: {error}") from None
+            raise ConfigError(f"parallel.cuts={list(cuts)}: {error}") from None
         self.topology, self.meter, self.codecs = topology, meter, codecs
         self.microbatches = microbatches
         self.stage = stages[topology.mp_rank].to(device)

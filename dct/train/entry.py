@@ -1,10 +1,17 @@
 """What every entry point (training, benchmarks) does around its work.
 
-Only rank 0 logs below WARNING; the work runs inside a started process group that is destroyed
-on every exit path; a user mistake (``ConfigError``, ``DataError``, ``CheckpointError``) ends
-the process with one line and exit code 2, its traceback kept for ``HYDRA_FULL_ERROR=1``; a
-failed collective (a peer died or hangs, ``dct.parallel.peer_failure``) with one line and exit
-code 1.
+Only rank 0 logs below WARNING; the process takes ``parallel.threads`` intra-op threads
+(``dct.parallel.threads``); the work runs inside a started process group that is destroyed on
+every exit path. Each way of stopping early ends the process with one line and an exit code,
+its traceback kept for ``HYDRA_FULL_ERROR=1``:
+
+- a user mistake (``ConfigError``, ``DataError``, ``CheckpointError``): exit code 2;
+- a failed collective (a peer died or hangs, ``dct.parallel.peer_failure``): exit code 1;
+- a diverged loss (``dct.train.faults.Diverged``, every rank alike, rank 0 says it): 1;
+- SIGINT or SIGTERM (Ctrl-C, or torchrun/Slurm stopping the job; rank 0 says at which step):
+  130 or 143.
+
+None of them writes ``metrics.json``: a run directory with one is a finished run.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from dct.config import ConfigError, RunConfig
 from dct.data.criteo_format import DataError
 from dct.parallel import peer_failure
 from dct.parallel.process_group import distributed
+from dct.parallel.threads import set_threads
+from dct.train.faults import Diverged, Stopped, stop_on_signals
 
 log = logging.getLogger("dct.launch")
 
@@ -37,19 +46,39 @@ def run_or_exit(cfg: RunConfig, run_dir: Path, work: Work) -> None:
 
         run_or_exit(OmegaConf.to_object(raw), Path("outputs/run"), dct.train.run.run)
     """
-    if int(os.environ.get("RANK", "0")) != 0:
+    lead = int(os.environ.get("RANK", "0")) == 0
+    if not lead:
         logging.getLogger().setLevel(logging.WARNING)
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
-        with distributed(cfg.parallel.backend, cfg.parallel.timeout_s) as backend:
-            work(cfg, run_dir, backend.device)
+        with stop_on_signals():
+            log.info(set_threads(cfg.parallel.threads))
+            with distributed(cfg.parallel.backend, cfg.parallel.timeout_s) as backend:
+                work(cfg, run_dir, backend.device)
     except (ConfigError, DataError, CheckpointError) as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_error:
             raise
         log.error("%s error: %s", _KINDS[type(error)], error)
         sys.exit(2)
+    except Diverged as error:
+        if full_error:
+            raise
+        if lead:
+            log.error("diverged: %s", error)
+        sys.exit(1)
+    except Stopped as stop:
+        if lead:
+            at = "outside the training loop" if stop.step is None else f"at step {stop.step}"
+            log.error(
+                "interrupted %s (signal %d); no metrics.json was written: the same command "
+                "resumes from the newest checkpoint, if any",
+                at,
+                stop.signum,
+            )
+        sys.exit(stop.exit_code)
     except RuntimeError as error:
         failure = peer_failure.describe(error, cfg.parallel.timeout_s)
-        if failure is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if failure is None or full_error:
             raise
         log.error("peer error: %s", failure)
         sys.exit(1)

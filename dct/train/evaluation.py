@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
@@ -13,6 +14,7 @@ from dct.comm.meter import ByteMeter
 from dct.data.batching import RankReader
 from dct.parallel.hybrid import HybridDLRM
 from dct.parallel.pipeline_model import PipelineDLRM
+from dct.train.faults import Diverged
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def evaluate(
     table = gathered.cpu().double().numpy()
     table = table[table[:, 0] == 1.0, 1:]
     prob, label = table[:, 0], table[:, 1]
+    if not np.isfinite(prob).all():
+        raise Diverged("the model predicts NaN or infinite click probabilities in evaluation")
     truth = table[:, 2] if table.shape[1] > 2 else None
     return EvalResult(
         auc=float(roc_auc_score(label, prob)),

@@ -28,6 +28,7 @@ from dct.train import compression_report
 from dct.train.checkpointing import Checkpointing
 from dct.train.density_band import DensityBand
 from dct.train.evaluation import EvalResult, evaluate
+from dct.train.faults import Diverged, Stopped, check_losses, likely_cause
 from dct.train.memory_report import MemoryReport, memory_report
 from dct.train.optimizers import Optimizers
 from dct.train.progress import Progress
@@ -67,7 +68,7 @@ def build_model(
         )
         return PipelineDLRM(
             dlrm,
-            model_cfg.cuts,
+            cfg.parallel.cuts,
             topology,
             meter,
             device,
@@ -258,46 +259,54 @@ def train(
         unit="step",
         mininterval=1.0,
     )
-    for step in range(progress.step + 1, steps + 1):
-        started = time.perf_counter()
-        batch = reader.read("train", step - 1)
-        read = time.perf_counter()
-        pending.append(_train_step(model, optimizers, batch))
-        progress.step_times.append(time.perf_counter() - read)
-        progress.read_times.append(read - started)
-        progress.step = step
-        bar.update()
+    try:
+        for step in range(progress.step + 1, steps + 1):
+            started = time.perf_counter()
+            batch = reader.read("train", step - 1)
+            read = time.perf_counter()
+            pending.append(_train_step(model, optimizers, batch))
+            progress.step_times.append(time.perf_counter() - read)
+            progress.read_times.append(read - started)
+            progress.step = step
+            bar.update()
 
-        if step % log_every == 0 or step == steps:
-            sums = all_reduce_sum(torch.stack(pending), topology.world_group, meter)
-            interval = (sums / batch_size).tolist()
-            progress.losses.extend(interval)
-            now = meter.totals()
-            seconds = sum(progress.step_times[-len(interval) :])
-            scalars = {
-                "train/loss": statistics.fmean(interval),
-                "train/samples_per_sec": batch_size * len(interval) / seconds,
-                **_traffic_scalars(now, traffic_mark, len(interval)),
-                **compression_report.interval_scalars(model, compression_mark),
-            }
-            band.observe(scalars)
-            for sink in sinks:
-                sink.write(step, scalars)
-            bar.set_postfix(loss=f"{scalars['train/loss']:.4f}")
-            pending, traffic_mark = [], now
-            compression_mark = compression_report.snapshot(model)
+            if step % log_every == 0 or step == steps:
+                sums = all_reduce_sum(torch.stack(pending), topology.world_group, meter)
+                interval = (sums / batch_size).tolist()
+                check_losses(interval, step - len(interval) + 1, cfg)
+                progress.losses.extend(interval)
+                now = meter.totals()
+                seconds = sum(progress.step_times[-len(interval) :])
+                scalars = {
+                    "train/loss": statistics.fmean(interval),
+                    "train/samples_per_sec": batch_size * len(interval) / seconds,
+                    **_traffic_scalars(now, traffic_mark, len(interval)),
+                    **compression_report.interval_scalars(model, compression_mark),
+                }
+                band.observe(scalars)
+                for sink in sinks:
+                    sink.write(step, scalars)
+                bar.set_postfix(loss=f"{scalars['train/loss']:.4f}")
+                pending, traffic_mark = [], now
+                compression_mark = compression_report.snapshot(model)
 
-        if step % eval_every == 0 or step == steps:
-            result = evaluate(model, reader, cfg.data.eval_size, meter)
-            progress.history.append(result)
-            for sink in sinks:
-                sink.write(step, result.scalars())
-            log.info("step %d: eval auc %.4f logloss %.4f", step, result.auc, result.logloss)
-            # Per-step traffic scalars describe training steps only.
-            traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
-        if checkpoints is not None:
-            checkpoints.after_step(progress)
-    bar.close()
+            if step % eval_every == 0 or step == steps:
+                try:
+                    result = evaluate(model, reader, cfg.data.eval_size, meter)
+                except Diverged as error:
+                    raise Diverged(f"{error} at step {step}. {likely_cause(cfg)}") from None
+                progress.history.append(result)
+                for sink in sinks:
+                    sink.write(step, result.scalars())
+                log.info("step %d: eval auc %.4f logloss %.4f", step, result.auc, result.logloss)
+                # Per-step traffic scalars describe training steps only.
+                traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
+            if checkpoints is not None:
+                checkpoints.after_step(progress)
+    except Stopped as stop:
+        raise stop.at(progress.step) from None
+    finally:
+        bar.close()
     memory = memory_report(model, optimizers, topology, meter, device)
     return TrainResult(
         model=model,
@@ -313,7 +322,7 @@ def train(
 
 
 def summary_metrics(result: TrainResult, cfg: RunConfig, topology: Topology) -> dict[str, object]:
-    """The flat ``metrics.json`` record of a run (schema in the README)."""
+    """The flat ``metrics.json`` record of a run (schema in docs/metrics.md)."""
     ev, traffic = result.evaluation, result.bytes_per_rank
     metrics: dict[str, object] = {
         "auc": ev.auc,

@@ -68,7 +68,7 @@ def run(cfg: RunConfig, run_dir: Path, device: torch.device) -> dict[str, object
                 log.warning(warning)
         if metrics["mp_kept_fraction"] is not None:
             where = (
-                f"{len(cfg.model.cuts)} pipeline cut(s)"
+                f"{len(cfg.parallel.cuts)} pipeline cut(s)"
                 if cfg.parallel.mp_mode == "pipeline"
                 else f"the embedding all-to-all, {cfg.dct.mp.granularity} granularity"
             )

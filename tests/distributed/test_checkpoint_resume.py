@@ -53,8 +53,9 @@ def config(
     return replace(
         cfg,
         seed=5,
-        model=replace(cfg.model, cuts=["bottom_mlp.1"] if mode == "pipeline" else []),
-        parallel=replace(cfg.parallel, mp_mode=mode),
+        parallel=replace(
+            cfg.parallel, mp_mode=mode, cuts=["bottom_mlp.1"] if mode == "pipeline" else []
+        ),
         train=replace(
             cfg.train, steps=STEPS, eval_every=CHECKPOINT, log_every=3, checkpoint_every=CHECKPOINT
         ),

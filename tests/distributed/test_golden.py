@@ -235,8 +235,7 @@ def test_pipeline_training_equals_single_process(
     tables' optimizer, the tower's being Adagrad."""
     tower = "adagrad" if optim == "rowwise_adagrad" else optim
     cfg = small_config(1, tower, optim)
-    cfg.parallel = ParallelConfig(mp_mode="pipeline", microbatches=microbatches)
-    cfg.model.cuts = cuts
+    cfg.parallel = ParallelConfig(mp_mode="pipeline", cuts=cuts, microbatches=microbatches)
     cfg.dct.dp = DCTDPConfig(enabled=dct_dp, density=1.0)
     reference = reference_run(cfg)
     world = replicas * (len(cuts) + 1)

@@ -231,10 +231,11 @@ def small_run(mp_mode: str, dp_hook: DPHookConfig) -> RunConfig:
             embedding_dim=8,
             bottom_mlp=[16, 8],
             top_mlp=[16],
-            cuts=["bottom_mlp.1"] if mp_mode == "pipeline" else [],
         ),
         data=DataConfig(cardinalities=[50, 400, 30, 1000, 7, 120, 60], eval_size=256),
-        parallel=ParallelConfig(mp_mode=mp_mode),
+        parallel=ParallelConfig(
+            mp_mode=mp_mode, cuts=["bottom_mlp.1"] if mp_mode == "pipeline" else []
+        ),
         # SGD, tables too: a step in proportion to the gradient, so fp16's rounding stays as
         # small as it is (an Adagrad would scale near-zero entries up to full-size steps).
         optim=OptimConfig(name="sgd", tables="sgd"),

@@ -1,10 +1,12 @@
 """``launch/train.py`` with faults injected: ``FAULT`` lists one fault per torchrun attempt
 (``save@2,step@15``: the first attempt's, then the second's), and on each listed attempt rank
-``FAULT_RANK`` (default 1) kills itself with SIGKILL:
+``FAULT_RANK`` (default 1) kills itself with SIGKILL, or hangs:
 
 - ``save@N``: after writing its part of its N-th checkpoint, before the checkpoint is complete;
 - ``step@N``: in the middle of its N-th training step (after backward, before the update);
-- ``eval@N``: at the start of its N-th evaluation.
+- ``eval@N``: at the start of its N-th evaluation;
+- ``hang@N``: at the start of its N-th training step it sleeps, alive but silent (its peers'
+  gradient all-reduce waits for it).
 
 N counts from the attempt's start. Used by the restart tests as a real ``torchrun`` job's entry
 point.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import runpy
 import signal
+import time
 from pathlib import Path
 
 from torch.distributed.checkpoint import FileSystemWriter
@@ -26,6 +29,10 @@ TRAIN = Path(__file__).resolve().parents[2] / "launch" / "train.py"
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _hang(*args) -> None:
+    time.sleep(3600)
 
 
 def _nth_call(n: int, before, original):
@@ -58,10 +65,12 @@ def _inject(kind: str, n: int) -> None:
             _die()
 
         loop._train_step = _nth_call(n, step_then_die, loop._train_step)
+    elif kind == "hang":
+        loop._train_step = _nth_call(n, _hang, loop._train_step)
     elif kind == "eval":
         loop.evaluate = _nth_call(n, lambda *args: _die(), loop.evaluate)
     else:
-        raise ValueError(f"FAULT={kind}@{n}: use save, step or eval")
+        raise ValueError(f"FAULT={kind}@{n}: use save, step, hang or eval")
 
 
 faults = os.environ.get("FAULT", "").split(",")

@@ -12,6 +12,7 @@ import pytest
 
 from dct.config import DEFAULT_CARDINALITIES
 from dct.parallel.sharding import plan_sharding
+from tests.time_limit import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = str(REPO / "launch" / "train.py")
@@ -57,7 +58,12 @@ def launch(args: list[str], nproc: int | None, timeout: float = 240) -> subproce
     if nproc is not None:
         prefix += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     return subprocess.run(
-        [*prefix, TRAIN, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+        [*prefix, TRAIN, *args],
+        capture_output=True,
+        text=True,
+        timeout=scaled(timeout),
+        env=env,
+        cwd=REPO,
     )
 
 
@@ -81,6 +87,7 @@ def test_two_process_run_writes_every_output(tmp_path):
     assert [line["step"] for line in lines if "train/loss" in line] == [4, 8, 12]
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert "bayes auc" in done.stderr + done.stdout
+    assert "Warning" not in done.stderr, "every warning reaches every rank's console"
 
 
 def test_dct_dp_run_reports_its_compression(tmp_path):
@@ -101,6 +108,7 @@ def test_dct_dp_run_reports_its_compression(tmp_path):
         assert 0 < logged[f"dct_dp/{name}/achieved_density"] <= most
         assert logged[f"dct_dp/{name}/ratio"] > 1
     assert logged["dct_dp_threshold/tables/tables.0"] > 0
+    assert "Warning" not in done.stderr
 
 
 def test_dct_mp_run_reports_its_compression(tmp_path):
@@ -127,7 +135,11 @@ def test_dct_mp_run_reports_its_compression(tmp_path):
 
 
 def test_pipeline_run_reports_dct_mp_at_its_cut(tmp_path):
-    pipeline = ["parallel.mp_mode=pipeline", "model.cuts=[bottom_mlp.0]", "parallel.microbatches=4"]
+    pipeline = [
+        "parallel.mp_mode=pipeline",
+        "parallel.cuts=[bottom_mlp.0]",
+        "parallel.microbatches=4",
+    ]
     dct_mp = ["dct.mp.enabled=true", "dct.mp.density=0.25", "dct.mp.value_dtype=float16"]
     done = launch([*SMALL, *pipeline, *dct_mp, f"hydra.run.dir={tmp_path}"], nproc=2)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -156,11 +168,7 @@ def test_plain_python_trains_as_one_process_and_says_a_gradient_hook_does_nothin
     "override, message",
     [
         ("train.batch_size=101", "train.batch_size=101 must be a positive multiple of the world"),
-        ("parallel.mp_size=3", "parallel.mp_size=3 does not divide the world size 2"),
-        ("optim=adam", "Could not find 'optim/adam'"),
         ("train.stpes=5", "Key 'stpes' not in 'TrainConfig'"),
-        ("dct.dp.density=0", "dct.dp.density=0.0 must be in (0, 1]"),
-        ("dct.mp.granularity=row", "dct.mp.granularity='row': use sample"),
         ("model.table_kernel=fbgemm", "model.table_kernel=fbgemm updates tables inside backward"),
         (
             "parallel.mp_size=2 parallel.memory_budget_gb=0.0001",
@@ -168,8 +176,8 @@ def test_plain_python_trains_as_one_process_and_says_a_gradient_hook_does_nothin
             "parallel.memory_budget_gb=0.0001 across 2 MP rank(s)",
         ),
         (
-            "parallel.mp_mode=pipeline model.cuts=[top_mlp.5]",
-            "model.cuts=['top_mlp.5']: unknown cut(s) ['top_mlp.5']: this model can be cut at",
+            "parallel.mp_mode=pipeline parallel.cuts=[top_mlp.5]",
+            "parallel.cuts=['top_mlp.5']: unknown cut(s) ['top_mlp.5']: this model can be cut at",
         ),
     ],
 )

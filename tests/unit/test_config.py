@@ -1,27 +1,35 @@
 import dataclasses
+import math
+import re
+from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from dct.config import (
     AUTO_CHECKPOINT_EVERY,
     ConfigError,
     RunConfig,
     checkpoint_every,
+    model_parallel_size,
     mp_codec_names,
     validate,
 )
+from models.dlrm import DLRM
+from models.dlrm_stages import cut_names
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+# What a group file leaves to the user, given so that the file can be validated alone.
+NEEDS = {"data=criteo": ["data.path=/data/criteo"]}
 
 
 def with_changes(**groups):
     cfg = RunConfig()
     for group, changes in groups.items():
         setattr(cfg, group, dataclasses.replace(getattr(cfg, group), **changes))
-    return cfg
-
-
-def with_dct_dp(**changes):
-    cfg = RunConfig()
-    cfg.dct.dp = dataclasses.replace(cfg.dct.dp, **changes)
     return cfg
 
 
@@ -32,15 +40,46 @@ def with_dct_mp(**changes):
 
 
 def with_dp_hook(dct_dp_enabled=False, **changes):
-    cfg = with_dct_dp(enabled=dct_dp_enabled)
+    cfg = RunConfig()
+    cfg.dct.dp = dataclasses.replace(cfg.dct.dp, enabled=dct_dp_enabled)
     cfg.dp_hook = dataclasses.replace(cfg.dp_hook, **changes)
     return cfg
 
 
 def pipeline(cuts=("bottom_mlp.0",), **parallel):
-    cfg = with_changes(parallel={"mp_mode": "pipeline", **parallel})
-    cfg.model.cuts = list(cuts)
+    return with_changes(parallel={"mp_mode": "pipeline", "cuts": list(cuts), **parallel})
+
+
+def with_settings(settings):
+    """``RunConfig()`` with ``{"group.key": value}`` set, in order."""
+    cfg = RunConfig()
+    for key, value in settings.items():
+        *path, name = key.split(".")
+        node = cfg
+        for part in path:
+            node = getattr(node, part)
+        setattr(node, name, value)
     return cfg
+
+
+def setting_keys(node, prefix=""):
+    for item in dataclasses.fields(node):
+        value = getattr(node, item.name)
+        if dataclasses.is_dataclass(value):
+            yield from setting_keys(value, f"{prefix}{item.name}.")
+        else:
+            yield f"{prefix}{item.name}"
+
+
+def composed(*overrides):
+    """The run config ``launch/train.py`` would get from ``overrides``."""
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return OmegaConf.to_object(compose("train", overrides=list(overrides)))
+
+
+def raises_config_error(message):
+    return pytest.raises(ConfigError, match=re.escape(message))
 
 
 def test_defaults_are_valid():
@@ -50,67 +89,188 @@ def test_defaults_are_valid():
     validate(pipeline(cuts=["bottom_mlp.0", "top_mlp.0"]), world_size=3)
 
 
+PIPELINE = {"parallel.mp_mode": "pipeline", "parallel.cuts": ["bottom_mlp.1"]}
+# One impossible value of a setting, the other settings it needs (if any), and the message.
+SWEEP = [
+    ("seed", -1, {}, "seed=-1 must be >= 0"),
+    ("model.name", "dcn", {}, "model.name='dcn' is unknown; the only model is 'dlrm'"),
+    ("model.embedding_dim", 0, {}, "model.embedding_dim=0 must be >= 1"),
+    (
+        "model.bottom_mlp",
+        [64, 8],
+        {},
+        "model.bottom_mlp=[64, 8] must end at model.embedding_dim=16",
+    ),
+    ("model.bottom_mlp", [], {}, "model.bottom_mlp=[] must end at model.embedding_dim=16"),
+    ("model.bottom_mlp", [0, 16], {}, "model.bottom_mlp=[0, 16]: every layer's width must be >= 1"),
+    ("model.top_mlp", [64, 0], {}, "model.top_mlp=[64, 0]: every layer's width must be >= 1"),
+    ("model.top_mlp", [-2], {}, "model.top_mlp=[-2]: every layer's width must be >= 1"),
+    ("model.table_kernel", "cuda", {}, "model.table_kernel='cuda': use one of auto, torch, fbgemm"),
+    ("data.name", "tsv", {}, "data.name='tsv' is unknown; use data=synthetic or data=criteo"),
+    ("data.name", "criteo", {}, "data=criteo needs data.path=DIR"),
+    ("data.seed", -1, {}, "data.seed=-1 must be >= 0, or null to follow seed"),
+    ("data.path", "", {"data.name": "criteo"}, "data=criteo needs data.path=DIR"),
+    ("data.eval_path", "", {}, "data.eval_path='' must be a directory, or null"),
+    ("data.eval_fraction", 1.0, {}, "data.eval_fraction=1.0 must be in (0, 1)"),
+    ("data.eval_fraction", 0.0, {}, "data.eval_fraction=0.0 must be in (0, 1)"),
+    ("data.num_dense", 0, {}, "data.num_dense=0 must be >= 1"),
+    ("data.cardinalities", [], {}, "data.cardinalities=[] needs at least one table"),
+    ("data.cardinalities", [10, 0], {}, "data.cardinalities[1]=0 must be >= 1"),
+    ("data.ids_per_feature", 0, {}, "data.ids_per_feature=0 must be >= 1"),
+    ("data.zipf_exponent", -0.5, {}, "data.zipf_exponent=-0.5 must be >= 0 (0: uniform ids)"),
+    ("data.teacher_dim", 0, {}, "data.teacher_dim=0 must be >= 1"),
+    ("data.teacher_scale", math.inf, {}, "data.teacher_scale=inf must be a finite number"),
+    ("data.eval_size", 0, {}, "data.eval_size=0 must be >= 1"),
+    ("parallel.mp_mode", "tensor", {}, "parallel.mp_mode='tensor': use embedding (tables sharded"),
+    ("parallel.mp_size", 0, {}, "parallel.mp_size=0 must be >= 1"),
+    ("parallel.sharding", "rows", {}, "parallel.sharding='rows': use one of auto, table, row"),
+    ("parallel.memory_budget_gb", 0.0, {}, "parallel.memory_budget_gb=0.0 must be > 0, or null"),
+    ("parallel.cuts", ["top_mlp.0"], {}, "parallel.cuts=['top_mlp.0'] needs parallel.mp_mode=pip"),
+    (
+        "parallel.cuts",
+        [],
+        {"parallel.mp_mode": "pipeline"},
+        "parallel.mp_mode=pipeline needs parallel.cuts, e.g. parallel.cuts=[bottom_mlp.1]",
+    ),
+    ("parallel.microbatches", 0, {}, "parallel.microbatches=0 must be >= 1"),
+    ("parallel.backend", "mpi", {}, "parallel.backend='mpi': use one of auto, gloo, nccl"),
+    ("parallel.timeout_s", 0.0, {}, "parallel.timeout_s=0.0 must be > 0 (seconds)"),
+    ("parallel.timeout_s", -5.0, {}, "parallel.timeout_s=-5.0 must be > 0 (seconds)"),
+    ("parallel.timeout_s", math.inf, {}, "parallel.timeout_s=inf must be a finite number"),
+    ("optim.name", "adam", {}, "optim='adam': use sgd or adagrad"),
+    ("optim.adagrad_eps", -1e-8, {}, "optim.adagrad_eps=-1e-08 must be >= 0"),
+    ("optim.tables", "adam", {}, "optim.tables='adam': use one of sgd, adagrad, rowwise_adagrad"),
+    ("optim.tables_lr", 0.0, {}, "optim.tables_lr=0.0 must be > 0, or null to follow train.lr"),
+    ("train.steps", 0, {}, "train.steps=0 must be >= 1"),
+    ("train.batch_size", 0, {}, "train.batch_size=0 must be >= 1"),
+    ("train.batch_size", 0, PIPELINE, "train.batch_size=0 must be >= 1"),
+    ("train.lr", -1.0, {}, "train.lr=-1.0 must be > 0"),
+    ("train.lr", math.nan, {}, "train.lr=nan must be a finite number"),
+    ("train.eval_every", 0, {}, "train.eval_every=0 must be >= 1"),
+    ("train.log_every", 0, {}, "train.log_every=0 must be >= 1"),
+    ("train.checkpoint_every", -10, {}, "train.checkpoint_every=-10 must be a multiple of"),
+    ("train.checkpoint_every", 15, {}, "train.checkpoint_every=15 must be a multiple of train.lo"),
+    ("train.checkpoint_dir", "", {}, "train.checkpoint_dir='' must be a directory, or null"),
+    ("train.keep_checkpoints", 0, {}, "train.keep_checkpoints=0 must be >= 1"),
+    ("train.resume", "", {}, "train.resume='' must be auto, never or a checkpoint's path"),
+    ("dct.dp.density", 0.0, {}, "dct.dp.density=0.0 must be in (0, 1]"),
+    ("dct.dp.density", 2.0, {}, "dct.dp.density=2.0 must be in (0, 1]"),
+    ("dct.dp.update_every", 0, {}, "dct.dp.update_every=0 must be >= 1"),
+    ("dct.dp.warmup_steps", 1, {}, "dct.dp.warmup_steps=1 must be >= 2"),
+    ("dct.dp.value_dtype", "int8", {}, "dct.dp.value_dtype='int8': use float32, float16 or bf"),
+    ("dct.dp.guard_factor", 1.0, {}, "dct.dp.guard_factor=1.0 must be > 1"),
+    ("dct.dp.guard_window", 0, {}, "dct.dp.guard_window=0 must be >= 1"),
+    ("dct.dp.threshold_sample_size", -5, {}, "dct.dp.threshold_sample_size=-5 must be >= 0"),
+    ("dct.dp.table_residual_rows", -1, {}, "dct.dp.table_residual_rows=-1 must be >= 0"),
+    ("dct.mp.density", 0.0, {}, "dct.mp.density=0.0 must be in (0, 1]"),
+    ("dct.mp.density", 1.5, {}, "dct.mp.density=1.5 must be in (0, 1]"),
+    ("dct.mp.value_dtype", "int8", {}, "dct.mp.value_dtype='int8': use float32"),
+    ("dct.mp.grad_dtype", "half", {}, "dct.mp.grad_dtype='half': use float32"),
+    ("dct.mp.granularity", "row", {}, "dct.mp.granularity='row': use sample"),
+    ("dct.mp.codec", "int2", {}, "dct.mp.codec='int2': use one of dense, fp16, bf16"),
+    ("dct.mp.grad_codec", "fp8", {}, "dct.mp.grad_codec='fp8': use one of dense"),
+    ("dct.mp.grad_rounding", "up", {}, "dct.mp.grad_rounding='up': use nearest or stochastic"),
+    (
+        "dct.mp.dedup",
+        True,
+        PIPELINE,
+        "dct.mp.dedup=true de-duplicates the embedding all-to-all, which pipeline mode",
+    ),
+    ("dp_hook.name", "topk", {}, "dp_hook.name='topk': use allreduce, fp16 or powersgd"),
+    ("dp_hook.powersgd_rank", 0, {}, "dp_hook.powersgd_rank=0 must be >= 1"),
+    ("dp_hook.powersgd_start_step", 1, {}, "dp_hook.powersgd_start_step=1 must be >= 2"),
+]
+# Settings no value of which is impossible alone (switches), or checked where they take effect
+# (``parallel.threads``: ``dct.parallel.threads``).
+FREE = {
+    "dct.dp.enabled",
+    "dct.mp.enabled",
+    "output.tensorboard",
+    "output.progress_bar",
+    "parallel.threads",
+}
+
+
+@pytest.mark.parametrize(
+    "key, value, context, message",
+    SWEEP,
+    ids=[f"{key}={value}" + ("+context" if context else "") for key, value, context, _ in SWEEP],
+)
+def test_impossible_setting_is_named(key, value, context, message):
+    cfg = with_settings({**context, key: value})
+    with raises_config_error(message) as error:
+        validate(cfg, world_size=2 if context.get("parallel.mp_mode") == "pipeline" else 1)
+    assert "\n" not in str(error.value)
+
+
+def test_every_setting_is_swept_or_free():
+    """A new setting gets a case in ``SWEEP`` (and its check), or a place in ``FREE``."""
+    assert set(setting_keys(RunConfig())) == {key for key, *_ in SWEEP} | FREE
+
+
 @pytest.mark.parametrize(
     "cfg, world, message",
     [
         (with_changes(train={"batch_size": 1000}), 3, "must be a positive multiple of the world"),
-        (with_changes(model={"bottom_mlp": [64, 8]}), 1, "must end at model.embedding_dim=16"),
-        (with_changes(optim={"name": "adam"}), 1, "use sgd or adagrad"),
-        (with_changes(train={"steps": 0}), 1, "train.steps must be >= 1"),
-        (with_changes(data={"cardinalities": [10, 0]}), 1, "cardinalities must all be >= 1"),
-        (with_changes(train={"lr": -1.0}), 1, "train.lr must be > 0"),
-        (with_changes(parallel={"timeout_s": 0.0}), 1, "parallel.timeout_s must be > 0"),
-        (with_dct_dp(density=0.0), 1, "dct.dp.density=0.0 must be in (0, 1]"),
-        (with_dct_dp(density=2.0), 1, "dct.dp.density=2.0 must be in (0, 1]"),
-        (with_dct_dp(update_every=0), 1, "dct.dp.update_every must be >= 1"),
-        (with_dct_dp(warmup_steps=1), 1, "dct.dp.warmup_steps=1 must be >= 2"),
-        (with_dct_dp(value_dtype="int8"), 1, "use float32, float16 or bfloat16"),
-        (with_dct_dp(guard_factor=0.5), 1, "dct.dp.guard_factor must be > 1"),
-        (with_dct_dp(guard_window=0), 1, "dct.dp.guard_window must be >= 1"),
-        (with_changes(data={"seed": -1}), 1, "data.seed=-1 must be >= 0, or null to follow seed"),
-        (with_dct_dp(threshold_sample_size=-5), 1, "dct.dp.threshold_sample_size must be >= 0"),
-        (with_changes(data={"name": "criteo"}), 1, "data=criteo needs data.path=DIR"),
-        (with_changes(data={"name": "tsv"}), 1, "use data=synthetic or data=criteo"),
-        (with_changes(data={"eval_fraction": 1.0}), 1, "data.eval_fraction must be in (0, 1)"),
-        (with_changes(parallel={"mp_mode": "tensor"}), 1, "use embedding (tables sharded"),
-        (with_changes(model={"cuts": ["top_mlp.0"]}), 1, "needs parallel.mp_mode=pipeline"),
-        (pipeline(cuts=()), 1, "parallel.mp_mode=pipeline needs model.cuts"),
-        (pipeline(mp_size=3), 2, "parallel.mp_size=3, but model.cuts="),
+        (pipeline(mp_size=3), 2, "parallel.mp_size=3, but parallel.cuts=['bottom_mlp.0'] make 2"),
         (pipeline(), 3, "3 processes for 2 pipeline stages: launch a multiple of 2"),
         (pipeline(microbatches=3), 2, "does not split into 1 replica(s) x parallel.microbatches=3"),
         (pipeline(microbatches=384), 4, "does not split into 2 replica(s) x parallel.microbatch"),
-        (with_dp_hook(name="topk"), 1, "dp_hook.name='topk': use allreduce, fp16 or powersgd"),
-        (with_dp_hook(powersgd_rank=0), 1, "dp_hook.powersgd_rank must be >= 1"),
-        (with_dp_hook(powersgd_start_step=1), 1, "dp_hook.powersgd_start_step=1 must be >= 2"),
         (with_dp_hook(True, name="fp16"), 1, "dct.dp.enabled=true and dp_hook.name=fp16: pick"),
         (with_dp_hook(True, name="powersgd"), 1, "and dp_hook.name=powersgd: pick one gradient"),
-        (with_dct_mp(density=0.0), 1, "dct.mp.density=0.0 must be in (0, 1]"),
-        (with_dct_mp(density=1.5), 1, "dct.mp.density=1.5 must be in (0, 1]"),
-        (with_dct_mp(value_dtype="int8"), 1, "dct.mp.value_dtype='int8': use float32"),
-        (with_dct_mp(grad_dtype="half"), 1, "dct.mp.grad_dtype='half': use float32"),
-        (with_dct_mp(granularity="row"), 1, "dct.mp.granularity='row': use sample"),
-        (
-            with_changes(train={"checkpoint_every": 15}),
-            1,
-            "train.checkpoint_every=15 must be a multiple of train.log_every=10",
-        ),
-        (with_changes(train={"checkpoint_every": -10}), 1, "train.checkpoint_every=-10 must be"),
-        (with_changes(train={"keep_checkpoints": 0}), 1, "train.keep_checkpoints must be >= 1"),
-        (with_dct_mp(codec="int2"), 1, "dct.mp.codec='int2': use one of dense, fp16, bf16"),
-        (with_dct_mp(grad_codec="fp8"), 1, "dct.mp.grad_codec='fp8': use one of dense"),
         (with_dct_mp(codec="topk", grad_codec="int8"), 1, "topk pairs only with topk"),
         (with_dct_mp(codec="int8", grad_codec="topk"), 1, "topk pairs only with topk"),
-        (with_dct_mp(codec="int8", grad_rounding="up"), 1, "dct.mp.grad_rounding='up': use"),
-        (
-            dataclasses.replace(pipeline(), dct=with_dct_mp(dedup=True).dct),
-            2,
-            "dct.mp.dedup=true de-duplicates the embedding all-to-all, which pipeline mode",
-        ),
     ],
 )
-def test_impossible_config_is_named(cfg, world, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_impossible_combination_is_named(cfg, world, message):
+    with raises_config_error(message):
         validate(cfg, world_size=world)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[]]
+    + [
+        [f"{path.parent.name}={path.stem}", *NEEDS.get(f"{path.parent.name}={path.stem}", [])]
+        for path in sorted(CONFIGS.glob("*/*.yaml"))
+    ],
+    ids=lambda overrides: overrides[0] if overrides else "defaults",
+)
+def test_every_config_file_validates(overrides):
+    """Each YAML file composes over the defaults and runs on one replica and on two."""
+    cfg = composed(*overrides)
+    for replicas in (1, 2):
+        validate(cfg, world_size=replicas * model_parallel_size(cfg))
+
+
+def test_paper_model_is_a_shape_for_any_mode():
+    cfg = composed("model=dlrm_paper")
+    assert (cfg.model.bottom_mlp, cfg.model.top_mlp) == ([512, 256, 64, 16], [512, 256])
+    assert cfg.parallel.cuts == []
+    validate(cfg, world_size=1)
+    validate(composed("model=dlrm_paper", "parallel.mp_size=2"), world_size=2)
+
+
+@pytest.mark.parametrize(
+    "overrides, cuts",
+    [
+        ([], ["bottom_mlp.1"]),
+        (["parallel.cuts=[bottom_mlp.1,top_mlp.1]"], ["bottom_mlp.1", "top_mlp.1"]),
+    ],
+)
+def test_pipeline_experiment_cuts_the_paper_model_where_the_paper_does(overrides, cuts):
+    """The paper's 2-worker split, and its 3-worker one as the experiment's comment gives it."""
+    cfg = composed("experiment=pipeline_paper", *overrides)
+    assert cfg.model == composed("model=dlrm_paper").model
+    assert (cfg.parallel.mp_mode, cfg.parallel.cuts) == ("pipeline", cuts)
+    validate(cfg, world_size=len(cuts) + 1)
+    paper = DLRM(13, cfg.model.bottom_mlp, [10] * 26, cfg.model.top_mlp, seed=0)
+    assert set(cuts) <= set(cut_names(paper))
+
+
+def test_cuts_are_no_longer_a_model_setting():
+    with pytest.raises(ConfigCompositionException, match="model.cuts"):
+        composed("model.cuts=[bottom_mlp.1]")
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ Kaggle sample."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -11,6 +12,7 @@ import logging
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -402,3 +404,124 @@ def test_the_real_kaggle_sample(tmp_path):
         int(f[0]) for f in fields
     ]
     assert_arrays(tmp_path / "out", reference(rows, hash_reference(5000)))
+
+
+HELP_SCRIPT = """
+import sys
+from dct.data.criteo_preprocess import main
+try:
+    main(["--help"])
+except SystemExit as done:
+    assert done.code == 0, done.code
+print("loaded:", " ".join(sorted(m for m in ("torch", "numpy", "tqdm") if m in sys.modules)))
+"""
+
+
+@pytest.fixture(scope="module")
+def help_run() -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", HELP_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_describes_every_argument_with_its_default_and_an_example(help_run):
+    assert help_run.returncode == 0, help_run.stderr
+    assert help_run.stdout.startswith("usage: dct-preprocess-criteo")
+    assert "examples:\n  dct-preprocess-criteo data/kaggle train.txt" in help_run.stdout
+    assert "data.path=data/kaggle" in help_run.stdout
+    for action in criteo_preprocess._parser()._actions:
+        text = action.help % {"default": action.default}
+        assert len(text.split()) >= 5, f"{action.dest}: {text!r} describes nothing"
+        if action.default not in (None, True, False, "==SUPPRESS=="):
+            assert f"default: {action.default}" in text, action.dest
+
+
+def test_help_imports_no_torch(help_run):
+    assert help_run.returncode == 0, help_run.stderr
+    assert "torch" not in help_run.stdout.splitlines()[-1].split()
+
+
+@pytest.mark.parametrize("crash_after_chunks", [None, 0, 1])
+def test_a_byte_order_mark_keeps_the_first_row(tmp_path, monkeypatch, crash_after_chunks):
+    rows = random_rows(random.Random(5), 9)
+    bom = b"\xef\xbb\xbf"
+    plain, packed = tmp_path / "plain.tsv", tmp_path / "packed.tsv.gz"
+    plain.write_bytes(bom + "".join(line(row) for row in rows[:5]).encode())
+    packed.write_bytes(gzip.compress(bom + "".join(line(row) for row in rows[5:]).encode()))
+    options = {"hash_size": 1000, "chunk_rows": 2, "strict": True, "progress": False}
+    out = tmp_path / "out"
+    if crash_after_chunks is not None:  # a resumed run seeks past the mark as well
+        crash_after(monkeypatch, chunks=crash_after_chunks)
+        with pytest.raises(RuntimeError):
+            preprocess([plain, packed], out, **options)
+        monkeypatch.undo()
+
+    manifest = preprocess([plain, packed], out, **options)
+
+    assert manifest.rows == len(rows) and not any(manifest.bad_lines.values())
+    assert_arrays(out, reference(rows, hash_reference(1000)))
+
+
+def unusable_output(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """An output directory that cannot be made or written, and the error's pattern."""
+    if case == "parent_is_a_file":
+        (tmp_path / "taken").write_text("")
+        out = tmp_path / "taken" / "out"
+        says = f"{out}: cannot create the output directory ({tmp_path / 'taken'} is a file)"
+        return out, re.escape(says)
+    if case == "is_a_file":
+        (tmp_path / "out").write_text("")
+        return tmp_path / "out", re.escape(f"{tmp_path / 'out'} is a file; give a directory")
+    (tmp_path / "locked").mkdir(mode=0o555)
+    try:
+        (tmp_path / "locked" / "probe").touch()
+        pytest.skip("this user (root) writes to read-only directories")
+    except PermissionError:
+        pass
+    if case == "parent_read_only":
+        out = tmp_path / "locked" / "out"
+        return out, re.escape(f"{out}: cannot create the output directory (Permission denied)")
+    out = tmp_path / "locked"
+    return out, re.escape(f"{out}: cannot write the output (Permission denied: {out}/")
+
+
+@pytest.mark.parametrize("case", ["parent_is_a_file", "is_a_file", "parent_read_only", "read_only"])
+def test_an_unusable_output_directory_is_one_error_line_and_exit_code_2(tmp_path, case):
+    source = tmp_path / "day.tsv"
+    source.write_text(line(random_rows(random.Random(4), 1)[0]))
+    out, says = unusable_output(tmp_path, case)
+
+    done = subprocess.run(command(out, source, "--no-progress"), capture_output=True, text=True)
+
+    assert done.returncode == 2
+    assert re.match(f"error: {says}", done.stderr), done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert not (out / MANIFEST).exists()
+
+
+@pytest.mark.parametrize("failing", [PROGRESS, MANIFEST])
+def test_an_output_that_cannot_be_written_is_a_data_error_leaving_no_manifest(
+    sources, tmp_path, monkeypatch, failing
+):
+    """As a read-only directory (for root too) fails at the first file and a full disk at any:
+    even the manifest's own write, when the arrays already have their final names."""
+    paths, _ = sources
+    preprocess(paths, tmp_path / "whole", progress=False)
+    out = tmp_path / "out"
+    write = criteo_run_state.write_atomic
+
+    def refused(path, content):
+        if path.name == failing:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(path, content)
+
+    monkeypatch.setattr(criteo_run_state, "write_atomic", refused)
+    monkeypatch.setattr(criteo_preprocess, "write_atomic", refused)
+    with pytest.raises(DataError, match=rf"^{out}: cannot write the output \(No space left"):
+        preprocess(paths, out, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(DataError, match="not a finished preprocessing output"):
+        read_manifest(out)
+    preprocess(paths, out, progress=False)  # once there is room, the rerun finishes the run
+
+    assert contents(out) == contents(tmp_path / "whole")

@@ -8,6 +8,7 @@ documented, and refuse directories that do not hold together, naming the file.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +141,53 @@ def test_the_files_decide_the_model_shape_and_the_eval_size(tmp_path):
     assert shaped.data.eval_size == 96
     with pytest.raises(ConfigError, match="has 100 rows, fewer than one global batch"):
         with_data_shape(criteo_config(tmp_path / "d", batch_size=128, eval_size=16384))
+
+
+def poke_id(path: Path, row: int, table: int, value: int) -> None:
+    sparse = np.memmap(path / SPARSE_FILE, dtype="<i4", mode="r+").reshape(-1, NUM_SPARSE)
+    sparse[row, table] = value
+    sparse.flush()
+
+
+@pytest.mark.parametrize("value", [-1, -(2**31), TABLE_SIZES[6], 2**31 - 1])
+def test_an_id_outside_its_table_is_a_data_error_naming_file_feature_id_and_size(tmp_path, value):
+    write_directory(tmp_path / "d", rows=70)
+    poke_id(tmp_path / "d", row=50, table=6, value=value)
+    source = CriteoClicks(tmp_path / "d")
+    source.samples("train", 0, 50)  # batches without the row read as before: checked per batch
+
+    with pytest.raises(DataError) as error:
+        source.samples("train", 45, 10)
+
+    size = TABLE_SIZES[6]
+    assert str(error.value) == (
+        f"{tmp_path / 'd' / SPARSE_FILE}, row 50: feature C7 (table 6) has id {value}, outside "
+        f"its table of {size} rows (ids must be in [0, {size}), as {tmp_path / 'd' / MANIFEST} "
+        f"says); the files do not belong together: delete {tmp_path / 'd'} and run "
+        "dct-preprocess-criteo again"
+    )
+
+
+def test_a_manifest_with_a_lowered_table_size_is_refused_in_either_split(tmp_path):
+    arrays = write_directory(tmp_path / "train", rows=30)
+    eval_arrays = write_directory(tmp_path / "eval", rows=8, seed=1)
+    for directory, ids in ((tmp_path / "train", arrays), (tmp_path / "eval", eval_arrays)):
+        manifest = json.loads((directory / MANIFEST).read_text())
+        manifest["table_sizes"][20] = int(ids["sparse"][:, 20].max())
+        (directory / MANIFEST).write_text(json.dumps(manifest))
+    source = CriteoClicks(tmp_path / "train", tmp_path / "eval")
+    for split, directory, ids in (
+        ("train", tmp_path / "train", arrays),
+        ("eval", tmp_path / "eval", eval_arrays),
+    ):
+        top = int(ids["sparse"][:, 20].max())
+        with pytest.raises(DataError, match=f"^{directory / SPARSE_FILE}, row .*C21 .*id {top},"):
+            source.samples(split, 0, len(ids["labels"]))
+
+
+def test_ids_at_the_table_edges_are_accepted(tmp_path):
+    write_directory(tmp_path / "d", rows=14)
+    for row, value in ((0, 0), (1, TABLE_SIZES[25] - 1)):
+        poke_id(tmp_path / "d", row=row, table=25, value=value)
+    batch = CriteoClicks(tmp_path / "d").samples("train", 0, 12)
+    assert batch.sparse.values[25][:2].tolist() == [0, TABLE_SIZES[25] - 1]
