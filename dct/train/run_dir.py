@@ -37,7 +37,8 @@ def check_writable(run_dir: Path) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "is not writable" if existing == run_dir else f"cannot be created in {existing}"
         raise RunDirError(
-            f"{setting} {what} (permission denied for this user): choose a writable hydra.run.dir"
+            f"{setting} {what} (no write permission for this user, or a read-only file system): "
+            "choose a writable hydra.run.dir"
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import multiprocessing
 import os
 import signal
 import socket
@@ -21,6 +22,10 @@ from tests.time_limit import Deadline
 RANK_TIMEOUT_S = 120
 # Collectives inside the ranks wait longer than the guard, so a hang ends in the guard's message.
 COLLECTIVE_TIMEOUT_S = 3600
+# Ranks fork from a server that imported these once, instead of each importing torch and the
+# library afresh (seconds of CPU per rank, most of a small world's time on two cores). The
+# server starts single-threaded, before any process group, so forking it is safe.
+PRELOAD = ["torch", "torch.distributed", "dct.train.loop", "dct.parallel.hybrid"]
 
 
 def _free_port() -> int:
@@ -59,12 +64,13 @@ def run_ranks(
     ``limit_s`` stretched by the machine's load (``tests.time_limit``).
     """
     os.environ["OMP_NUM_THREADS"] = "1"
+    multiprocessing.set_forkserver_preload(PRELOAD)
     context = mp.start_processes(
         _rank_main,
         args=(world_size, _free_port(), str(tmp_dir), fn, args),
         nprocs=world_size,
         join=False,
-        start_method="spawn",
+        start_method="forkserver",
     )
     deadline = Deadline(limit_s)
     while not context.join(timeout=1):

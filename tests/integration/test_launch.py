@@ -168,7 +168,11 @@ def test_plain_python_trains_as_one_process_and_says_a_gradient_hook_does_nothin
     "override, message",
     [
         ("train.batch_size=101", "train.batch_size=101 must be a positive multiple of the world"),
+        ("parallel.mp_size=3", "parallel.mp_size=3 does not divide the world size 2"),
+        ("optim=adam", "Could not find 'optim/adam'"),
         ("train.stpes=5", "Key 'stpes' not in 'TrainConfig'"),
+        ("dct.dp.density=0", "dct.dp.density=0.0 must be in (0, 1]"),
+        ("dct.mp.granularity=row", "dct.mp.granularity='row': use sample"),
         ("model.table_kernel=fbgemm", "model.table_kernel=fbgemm updates tables inside backward"),
         (
             "parallel.mp_size=2 parallel.memory_budget_gb=0.0001",

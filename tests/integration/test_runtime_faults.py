@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_launch import REPO, SMALL, TRAIN
 from tests.time_limit import scaled
 
@@ -25,11 +27,17 @@ LONG = [
 ]
 
 
-def job(script: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``dct-torchrun`` on 2 ranks, in its own process group (as a terminal's foreground job)."""
+def job(
+    script: str,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    launcher: str = "dct.torchrun",
+) -> subprocess.Popen:
+    """``dct-torchrun`` (or ``launcher``) on 2 ranks, in its own process group (as a terminal's
+    foreground job)."""
     environ = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     environ.pop("HYDRA_FULL_ERROR", None)
-    command = [sys.executable, "-m", "dct.torchrun", "--standalone", "--nproc_per_node=2"]
+    command = [sys.executable, "-m", launcher, "--standalone", "--nproc_per_node=2"]
     return subprocess.Popen(
         [*command, script, *args],
         stdout=subprocess.PIPE,
@@ -104,6 +112,19 @@ def test_sigterm_to_the_launcher_ends_the_job_with_143(tmp_path):
     assert not (tmp_path / "metrics.json").exists()
 
 
+def test_under_plain_torchrun_ctrl_c_is_one_line_of_ours(tmp_path):
+    """torchrun reports the signal in a traceback of its own and exits 1; none of ours."""
+    process = job(TRAIN, [*LONG, f"hydra.run.dir={tmp_path}"], launcher="torch.distributed.run")
+    wait_for_training(tmp_path)
+    os.killpg(process.pid, signal.SIGINT)
+    output = finish(process)
+    assert process.returncode == 1, output[-3000:]
+    assert len([line for line in output.splitlines() if "interrupted at step " in line]) == 1
+    assert "KeyboardInterrupt" not in output
+    assert not [line for line in output.splitlines() if 'File "' + str(REPO) in line], output
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_a_hung_peer_is_named_after_the_timeout(tmp_path):
     args = [*SMALL, "parallel.timeout_s=3", f"hydra.run.dir={tmp_path}"]
     process = job(FAULTY, args, env={"FAULT": "hang@3"})
@@ -131,3 +152,35 @@ def test_an_unusable_run_directory_is_one_line_before_anything_loads(tmp_path):
     assert done.returncode == 2, output[-3000:]
     line = one_line(output, "run directory error: ")
     assert f"hydra.run.dir={run_dir} cannot be created: {tmp_path}/parent is a file" in line
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory on a read-only bind mount: unwritable for root too."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mount = ["mount", "--bind", str(ro), str(ro)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("needs root and mount to make a directory read-only for root")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], check=True)
+        yield ro
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+@pytest.mark.parametrize("inside", ["", "run"], ids=["is-read-only", "in-read-only"])
+def test_a_read_only_run_directory_is_one_line(read_only_dir, inside):
+    run_dir = read_only_dir / inside if inside else read_only_dir
+    done = subprocess.run(
+        [sys.executable, TRAIN, *SMALL, f"hydra.run.dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=REPO,
+        timeout=scaled(60),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output[-3000:]
+    line = one_line(output, "run directory error: ")
+    assert f"hydra.run.dir={run_dir}" in line and "choose a writable hydra.run.dir" in line
