@@ -192,7 +192,14 @@ def _chunks(
     with tqdm(total=total, unit="B", unit_scale=True, disable=not progress) as bar:
         for index in range(source, len(files)):
             path = files[index].path
-            with open(path, "rb") as raw:
+            try:
+                raw = open(path, "rb")
+            except OSError as error:
+                raise DataError(
+                    f"{path} can no longer be read ({error.strerror}): it was there when the run "
+                    "started; put it back and run the same command again to resume"
+                ) from None
+            with raw:
                 packed = raw.read(2) == b"\x1f\x8b"
                 raw.seek(0)
                 stream = gzip.GzipFile(fileobj=raw) if packed else raw

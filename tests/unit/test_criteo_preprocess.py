@@ -525,3 +525,26 @@ def test_an_output_that_cannot_be_written_is_a_data_error_leaving_no_manifest(
     preprocess(paths, out, progress=False)  # once there is room, the rerun finishes the run
 
     assert contents(out) == contents(tmp_path / "whole")
+
+
+def test_an_input_removed_after_it_was_checked_is_a_data_error(sources, tmp_path, monkeypatch):
+    """The files are checked (size, SHA-256) before any is read; one gone by the time it is read
+    is one line, and the run resumes once it is back."""
+    paths, _ = sources
+    describe = criteo_preprocess.describe_source
+    kept = paths[1].read_bytes()
+
+    def then_removed(path):
+        described = describe(path)
+        if Path(path) == paths[1]:
+            paths[1].unlink()
+        return described
+
+    monkeypatch.setattr(criteo_preprocess, "describe_source", then_removed)
+    with pytest.raises(DataError, match=rf"^{paths[1]} can no longer be read \(No such file"):
+        preprocess(paths, tmp_path / "out", progress=False)
+    monkeypatch.setattr(criteo_preprocess, "describe_source", describe)
+    paths[1].write_bytes(kept)
+    preprocess(paths, tmp_path / "out", progress=False)
+    preprocess(paths, tmp_path / "whole", progress=False)
+    assert contents(tmp_path / "out") == contents(tmp_path / "whole")
