@@ -316,18 +316,24 @@ def test_resume_after_a_crash_is_identical_and_does_not_recount(sources, tmp_pat
     assert contents(out) == contents(tmp_path / "whole")
 
 
+def fail_writes_of(monkeypatch, name: str, error: BaseException, *modules) -> None:
+    """``write_atomic`` in ``modules`` raises ``error`` for a file called ``name``."""
+    write = criteo_run_state.write_atomic
+
+    def failing(path, content):
+        if path.name == name:
+            raise error
+        write(path, content)
+
+    for module in modules:
+        monkeypatch.setattr(module, "write_atomic", failing)
+
+
 def test_resume_after_a_crash_before_the_manifest(sources, tmp_path, monkeypatch):
     paths, _ = sources
     preprocess(paths, tmp_path / "whole", progress=False)
     out = tmp_path / "resumed"
-    write = criteo_preprocess.write_atomic
-
-    def no_manifest(path, content):
-        if path.name == MANIFEST:
-            raise RuntimeError("simulated crash")
-        write(path, content)
-
-    monkeypatch.setattr(criteo_preprocess, "write_atomic", no_manifest)
+    fail_writes_of(monkeypatch, MANIFEST, RuntimeError("simulated crash"), criteo_preprocess)
     with pytest.raises(RuntimeError):
         preprocess(paths, out, progress=False)
     monkeypatch.undo()
@@ -508,15 +514,8 @@ def test_an_output_that_cannot_be_written_is_a_data_error_leaving_no_manifest(
     paths, _ = sources
     preprocess(paths, tmp_path / "whole", progress=False)
     out = tmp_path / "out"
-    write = criteo_run_state.write_atomic
-
-    def refused(path, content):
-        if path.name == failing:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        write(path, content)
-
-    monkeypatch.setattr(criteo_run_state, "write_atomic", refused)
-    monkeypatch.setattr(criteo_preprocess, "write_atomic", refused)
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    fail_writes_of(monkeypatch, failing, full, criteo_run_state, criteo_preprocess)
     with pytest.raises(DataError, match=rf"^{out}: cannot write the output \(No space left"):
         preprocess(paths, out, progress=False)
     monkeypatch.undo()
