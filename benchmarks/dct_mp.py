@@ -15,14 +15,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import compare
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dct.config import RunConfig
-from dct.train import compare
-from dct.train.entry import run_or_exit
+from dct.runtime.entry import run_or_exit
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
 

@@ -5,7 +5,7 @@
 One section per baseline (a method run with ``baseline`` null: ``dense``, ``paper dense``):
 the baseline's plateau check (eval AUC change over the last 20 % of the steps), then per method
 paired with it, on the first data seed: mean AUC and log-loss, the paired difference to the
-baseline with its 95 % interval (``dct.train.paired``), the byte ratio of the channel it
+baseline with its 95 % interval (``benchmarks/paired.py``), the byte ratio of the channel it
 compresses, the non-inferiority verdict at the margin and, for DCT-DP, how many logging
 intervals each hook spent outside its density band. Then the methods that also ran on further
 data seeds, pooled over every data seed.
@@ -19,7 +19,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from dct.train.paired import PairedDifference, paired_difference
+from paired import PairedDifference, paired_difference
 
 Runs = dict[tuple[int, int], dict]  # (data seed, seed) -> run record
 

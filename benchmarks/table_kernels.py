@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from dct.data.zipf import ZipfLaw
-from dct.embedding.optimizers import TableOptimizer
+from dct.embedding.table_optimizers import TableOptimizer
 from models.dlrm import build_table
 
 LR, EPS = 0.05, 1e-8

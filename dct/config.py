@@ -102,7 +102,7 @@ class ParallelConfig:
     stages, one per rank, each batch in ``microbatches`` equal parts; ``cuts`` name the layers
     the stages end at, ``bottom_mlp.i`` or ``top_mlp.i`` (``models.dlrm_stages``), and must be
     empty in embedding mode. ``threads``: intra-op threads per process
-    (``dct.parallel.threads``)."""
+    (``dct.runtime.threads``)."""
 
     mp_mode: str = "embedding"
     mp_size: int = 1
@@ -183,7 +183,7 @@ class DCTMPConfig:
     only with itself), rounding quantized ones as ``grad_rounding`` says (``nearest`` or the
     unbiased ``stochastic``). ``dedup`` sends each distinct pooled vector of the embedding
     all-to-all once per destination, with a sample index (lossless; ``dct.comm.
-    distinct_all_to_all``), through whichever codec."""
+    dedup_all_to_all``), through whichever codec."""
 
     enabled: bool = False
     density: float = 0.05
@@ -205,9 +205,9 @@ class DCTConfig:
 @dataclass
 class DPHookConfig:
     """PyTorch's gradient compressors, run instead of the plain all-reduce as baselines for
-    DCT-DP (``dct.comm.torch_hooks``). ``name``: ``allreduce`` (fp32, uncompressed), ``fp16``
-    (``fp16_compress_hook``) or ``powersgd`` (``powerSGD_hook``, error feedback and warm start
-    on, seeded by the run's ``seed``). ``powersgd_rank``: rank of the low-rank factors;
+    DCT-DP (``dct.comm.pytorch_compressors``). ``name``: ``allreduce`` (fp32, uncompressed),
+    ``fp16`` (``fp16_compress_hook``) or ``powersgd`` (``powerSGD_hook``, error feedback and warm
+    start on, seeded by the run's ``seed``). ``powersgd_rank``: rank of the low-rank factors;
     ``powersgd_start_step``: the first this many steps all-reduce plainly (PowerSGD's
     ``start_powerSGD_iter``, at least 2)."""
 

@@ -1,7 +1,7 @@
 """``dct-torchrun``: torchrun, ending the way a shell command does.
 
 torchrun takes the same arguments. When signalled it stops its workers (rank 0 says at which
-step, ``dct.train.entry``) and then raises its own ``SignalException``; when a worker fails (it
+step, ``dct.runtime.entry``) and then raises its own ``SignalException``; when a worker fails (it
 said why in one line) it raises ``ChildFailedError``: a traceback and a summary block of its
 own, and exit code 1 either way. This entry point exits instead with one line and the code a
 scheduler or a shell script expects: 128 + the signal's number (130 for SIGINT, 143 for

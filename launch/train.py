@@ -22,7 +22,7 @@ ConfigStore.instance().store(name="run_schema", node=RunConfig)
 def main(raw: DictConfig) -> None:
     # Imported once the config is composed and the run directory claimed, so that a mistake
     # in either is reported before torch loads.
-    from dct.train.entry import run_or_exit
+    from dct.runtime.entry import run_or_exit
     from dct.train.run import run
 
     run_or_exit(OmegaConf.to_object(raw), Path(HydraConfig.get().runtime.output_dir), run)

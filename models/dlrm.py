@@ -2,7 +2,7 @@
 
 The model is split the way hybrid parallelism needs it: ``SparseArch`` (one
 ``dct.embedding.table.SparseTable`` per categorical feature, whose gradient is the rows a batch
-touched, for ``dct.embedding.optimizers.TableOptimizer``) and ``DenseTower`` (bottom MLP,
+touched, for ``dct.embedding.table_optimizers.TableOptimizer``) and ``DenseTower`` (bottom MLP,
 pairwise dot interaction, top MLP). Sharding the tables and wrapping the tower for data
 parallelism happens outside, in ``dct.parallel``; this file knows nothing of processes.
 

@@ -8,7 +8,7 @@ Entries (a flat DCP state dict, ``dct.checkpoint.dcp_io``):
   and ``step``); ``optim/tables/<t>``: the table optimizer's state, row blocks like the table;
 - ``rank/<r>``: what belongs to rank ``r`` alone: its DCT-DP states (residuals, thresholds,
   step, counters; table residual rows as table rows), DCT-MP's counters, its byte meter, RNG
-  state, density-band counts and ``Progress`` (losses, step times, evaluations);
+  state, density-band counts and ``TrainProgress`` (losses, step times, evaluations);
 - ``meta``: the format, step, model shape, optimizers and the grid it was written on.
 
 Loading on the grid it was written on restores every rank exactly; on another grid the tables
@@ -40,9 +40,9 @@ from dct.config import RunConfig
 from dct.parallel.hybrid import HybridDLRM
 from dct.parallel.pipeline_model import PipelineDLRM
 from dct.parallel.topology import Topology
-from dct.train.density_band import DensityBand
-from dct.train.optimizers import Optimizers
-from dct.train.progress import Progress
+from dct.train.density_report import DensityBand
+from dct.train.progress import TrainProgress
+from dct.train.step_optimizers import Optimizers
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class RunState:
                 )
         return entries
 
-    def save_entries(self, progress: Progress) -> dict[str, Any]:
+    def save_entries(self, progress: TrainProgress) -> dict[str, Any]:
         """This rank's entries for a checkpoint at ``progress.step``."""
         entries = self._tensor_entries(with_tables=self.topology.dp_rank == 0)
         entries[rank_key(self.topology.rank)] = self._rank_record(progress)
@@ -169,7 +169,7 @@ class RunState:
             }
         return entries
 
-    def _rank_record(self, progress: Progress) -> dict[str, Any]:
+    def _rank_record(self, progress: TrainProgress) -> dict[str, Any]:
         shards = [shard for shard, _ in self.model.table_blocks()]
         dp = {}
         for name, state in self.model.dp_states.items():
@@ -200,7 +200,7 @@ class RunState:
             entries[rank_key(rank)] = None
         return entries
 
-    def apply(self, loaded: dict[str, Any], meta: dict[str, Any]) -> Progress:
+    def apply(self, loaded: dict[str, Any], meta: dict[str, Any]) -> TrainProgress:
         """Put back what ``load_entries`` loaded besides the tensors; the progress to go on from."""
         rank, old_world = self.topology.rank, meta["grid"]["world_size"]
         record = loaded[rank_key(rank % old_world)]
@@ -226,7 +226,7 @@ class RunState:
                 "DCT-DP is off for that part now, or this grid does not replicate it",
                 dropped,
             )
-        return Progress.from_state_dict(record["progress"])
+        return TrainProgress.from_state_dict(record["progress"])
 
     def _restore_dp(self, saved: dict[str, Any]) -> float:
         """This rank's own DCT-DP states; the L1 mass of residuals no state here takes."""

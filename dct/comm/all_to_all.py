@@ -34,7 +34,7 @@ class RowExchange:
     codecs: CodecPair = DENSE
     reference: tuple[int, int] | None = None
     """Dense bytes of the forward and backward exchange these rows stand in for (distinct rows
-    sent for many samples, ``dct.comm.distinct_all_to_all``); ``None``: these rows in fp32."""
+    sent for many samples, ``dct.comm.dedup_all_to_all``); ``None``: these rows in fp32."""
 
 
 Layout = list[tuple[int, torch.dtype]]

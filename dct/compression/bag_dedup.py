@@ -8,7 +8,7 @@ within each of ``groups`` consecutive, equal blocks (the samples going to one de
 Example::
 
     # 2 destinations, 3 samples each, single-hot ids 5 5 7 | 7 7 7
-    d = distinct_bags(torch.tensor([5, 5, 7, 7, 7, 7]), torch.arange(7), groups=2)
+    d = dedup_bags(torch.tensor([5, 5, 7, 7, 7, 7]), torch.arange(7), groups=2)
     d.counts          # tensor([2, 1]): destination 0 gets 2 distinct vectors, destination 1 one
     d.representatives # tensor([0, 2, 3]): the bags pooled and sent, destination by destination
     d.index           # tensor([0, 0, 1, 0, 0, 0]): each sample's vector among its destination's
@@ -23,7 +23,7 @@ from torch import Tensor
 
 
 @dataclass(frozen=True)
-class DistinctBags:
+class DedupBags:
     """``representatives``: one bag number per distinct bag, grouped by block (``counts[g]`` for
     block ``g``); ``index[i]``: bag ``i``'s distinct bag, numbered within its block."""
 
@@ -32,7 +32,7 @@ class DistinctBags:
     counts: Tensor
 
 
-def distinct_bags(values: Tensor, offsets: Tensor, groups: int) -> DistinctBags:
+def dedup_bags(values: Tensor, offsets: Tensor, groups: int) -> DedupBags:
     """The distinct bags (equal ids in equal order) within each of ``groups`` equal blocks of
     the bags ``values``/``offsets`` describe (``include_last_offset`` form, from 0)."""
     n = offsets.numel() - 1
@@ -41,7 +41,7 @@ def distinct_bags(values: Tensor, offsets: Tensor, groups: int) -> DistinctBags:
     device = offsets.device
     if n == 0:
         empty = torch.zeros(0, dtype=torch.long, device=device)
-        return DistinctBags(empty, empty, torch.zeros(groups, dtype=torch.long, device=device))
+        return DedupBags(empty, empty, torch.zeros(groups, dtype=torch.long, device=device))
     block = torch.arange(n, device=device) // (n // groups)
     keys = _keys(values, offsets, block)
     inverse, first = _group(_fold(keys))
@@ -52,7 +52,7 @@ def distinct_bags(values: Tensor, offsets: Tensor, groups: int) -> DistinctBags:
     # Keys sort by block first, so each block's distinct bags are consecutive.
     counts = torch.bincount(block.index_select(0, first), minlength=groups)
     starts = counts.cumsum(0) - counts
-    return DistinctBags(first, inverse - starts.index_select(0, block), counts)
+    return DedupBags(first, inverse - starts.index_select(0, block), counts)
 
 
 def _group(keys: Tensor) -> tuple[Tensor, Tensor]:

@@ -3,7 +3,7 @@
 Column ``t`` of an ``[n, columns]`` matrix takes ``bits[t]`` bits a value (a column numbering
 ``u`` things needs ``bits_for(u)``: none for one thing). Row by row, each value's bits, lowest
 first, follow one another; the last byte is padded with zeros. The de-duplicated all-to-all
-sends its sample index this way (``dct.comm.distinct_all_to_all``).
+sends its sample index this way (``dct.comm.dedup_all_to_all``).
 
 Example::
 

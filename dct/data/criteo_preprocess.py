@@ -7,7 +7,7 @@ table indices, and it is appended to ``dense.f32.partial``, ``sparse.i32.partial
 got, so rerunning the same command after a crash or a kill truncates the partial arrays to that
 point and goes on: the result is byte-identical to an uninterrupted run. At the end the arrays
 are renamed into place and ``manifest.json`` is written, last. (The on-disk state of a run, and
-the checks that a rerun is the same run, are ``dct.data.criteo_run_state``.)
+the checks that a rerun is the same run, are ``dct.data.criteo_preprocess_state``.)
 
 A UTF-8 byte-order mark at the start of a file (as some Windows tools write) is skipped, not
 taken for part of the first line. An output directory that cannot be created or written is a
@@ -67,14 +67,14 @@ from dct.data.criteo_lines import (
     hash_indices,
     parse_lines,
 )
-from dct.data.criteo_run_state import (
+from dct.data.criteo_preprocess_state import (
     EXAMPLES,
     PARTIAL,
     PROGRESS,
     VOCABULARY,
     Chunk,
     PartialArrays,
-    Progress,
+    PreprocessProgress,
     checked_options,
     describe_source,
     remove_run_files,
@@ -265,7 +265,7 @@ def _vocabulary(
     return vocabulary
 
 
-def _log_summary(out_dir: Path, state: Progress) -> None:
+def _log_summary(out_dir: Path, state: PreprocessProgress) -> None:
     log.info("wrote %d rows to %s", state.rows, out_dir)
     bad = {kind: count for kind, count in state.bad_lines.items() if count}
     if bad:

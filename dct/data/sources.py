@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from dct.config import ConfigError, RunConfig, data_seed
-from dct.data.batching import SampleSource
+from dct.data.rank_batches import SampleSource
 from dct.data.criteo import CriteoClicks
 from dct.data.criteo_format import NUM_DENSE
 from dct.data.synthetic import SyntheticClicks

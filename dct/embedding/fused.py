@@ -2,7 +2,7 @@
 
 FBGEMM's kernel pools every table in one call and, in the backward pass, updates the touched
 rows in place (``EXACT_SGD``, ``EXACT_ADAGRAD``, ``EXACT_ROWWISE_ADAGRAD``: the same updates as
-``dct.embedding.optimizers``). It is about twice as fast as ``SparseTable`` plus
+``dct.embedding.table_optimizers``). It is about twice as fast as ``SparseTable`` plus
 ``TableOptimizer`` on CPU (``benchmarks/table_kernels.py``), but hands over no row gradient: it
 fits tables that no replica shares and that DCT-DP does not threshold, which is where
 ``model.table_kernel=auto`` uses it (``dct.parallel.hybrid``). It needs ``fbgemm-gpu-cpu`` (CPU)

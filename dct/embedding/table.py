@@ -3,7 +3,7 @@
 ``nn.EmbeddingBag``'s dense gradient is a table-sized tensor every step, and the optimizer then
 sweeps every row: per-step cost grows with the rows the table stores. Here the backward keeps
 each lookup's gradient (``[lookups, dim]``) and ``take_row_gradient()`` coalesces them into a
-``RowGradient`` of the touched rows, which ``dct.embedding.optimizers`` applies to those rows
+``RowGradient`` of the touched rows, which ``dct.embedding.table_optimizers`` applies to those rows
 only. The weight's ``.grad`` stays ``None``: nothing table-sized is allocated after the first
 step. Several backwards before one take (pipeline micro-batches) accumulate.
 """

@@ -1,1 +1,1 @@
-"""The DP x MP grid, table sharding and the hybrid-parallel model wrapper."""
+"""The DP x MP grid, table sharding, and the hybrid and pipeline model wrappers."""

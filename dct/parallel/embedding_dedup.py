@@ -1,7 +1,7 @@
 """The sending side of the de-duplicated embedding all-to-all (``dct.mp.dedup``).
 
 A rank pools, per destination and table, only the distinct bags (``dct.compression.bag_dedup``)
-and sends each vector once with a sample index (``dct.comm.distinct_all_to_all``). Its tables
+and sends each vector once with a sample index (``dct.comm.dedup_all_to_all``). Its tables
 pool all tables in one call, so every table is given as many bags per destination as the table
 with the most distinct ones there; the extra bags are empty, pooled but never sent. All tables
 are deduplicated in one pass (a block per table and destination): per-table loops of small
@@ -16,19 +16,19 @@ import torch
 from torch import Tensor
 
 from dct.comm.dct_mp import KeptCounter
-from dct.comm.distinct_all_to_all import DistinctRows
-from dct.compression.bag_dedup import distinct_bags
+from dct.comm.dedup_all_to_all import DedupRows
+from dct.compression.bag_dedup import dedup_bags
 from dct.data.batch import SparseFeatures
 
 
-def pool_distinct(
+def pool_dedup(
     sparse: SparseFeatures,
     destinations: int,
     dim: int,
     pool: Callable[[SparseFeatures], Tensor],
     counter: KeptCounter | None = None,
     me: int = 0,
-) -> DistinctRows:
+) -> DedupRows:
     """The distinct vectors of ``sparse`` (``destinations`` equal blocks of samples, tables as
     its columns) pooled by ``pool`` (``[bags, tables * dim]``), with their sample index.
 
@@ -36,7 +36,7 @@ def pool_distinct(
     table) and sent (one per distinct vector)."""
     tables, samples = sparse.num_tables, sparse.num_samples
     values, offsets = _concatenated(sparse)
-    found = distinct_bags(values, offsets, tables * destinations)
+    found = dedup_bags(values, offsets, tables * destinations)
     by_block = found.counts
     counts = by_block.view(tables, destinations).T  # [destinations, tables]
     slots = counts.max(1).values
@@ -67,7 +67,7 @@ def pool_distinct(
         per_destination = samples // destinations
         counter.add(int(others.sum()) * per_destination * tables, int(counts[others].sum()))
     index = found.index.view(tables, samples).T
-    return DistinctRows(rows, index, counts)
+    return DedupRows(rows, index, counts)
 
 
 def _concatenated(sparse: SparseFeatures) -> tuple[Tensor, Tensor]:

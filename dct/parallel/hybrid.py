@@ -29,24 +29,24 @@ from dct.comm.all_to_all import RowExchange, all_to_all_rows
 from dct.comm.codec import DENSE, IDENTITY, CodecPair, RowCodec
 from dct.comm.dct_dp import DCTDPState, dct_dp_hook
 from dct.comm.dct_mp import KeptCounter, dct_mp_codecs
-from dct.comm.ddp_hooks import MeteredAllReduceState, metered_allreduce_hook
-from dct.comm.distinct_all_to_all import DistinctRows, all_to_all_distinct
+from dct.comm.dedup_all_to_all import DedupRows, all_to_all_dedup
 from dct.comm.meter import ByteMeter
-from dct.comm.quantized_codecs import CastRows, QuantizedRows
-from dct.comm.torch_hooks import (
+from dct.comm.metered_allreduce import MeteredAllReduceState, metered_allreduce_hook
+from dct.comm.pytorch_compressors import (
     MeteredPowerSGDState,
     metered_fp16_hook,
     metered_powersgd_hook,
 )
+from dct.comm.quantized_codecs import CastRows, QuantizedRows
 from dct.compression.wire_dtype import wire_dtype
 from dct.config import DCTDPConfig, DCTMPConfig, DPHookConfig, mp_codec_names
 from dct.data.batch import SparseFeatures
-from dct.data.batching import RankBatch
+from dct.data.rank_batches import RankBatch
 from dct.embedding.fused import FusedTables
 from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
 from dct.parallel.dct_dp_config import dct_dp_state
-from dct.parallel.embedding_dedup import pool_distinct
+from dct.parallel.embedding_dedup import pool_dedup
 from dct.parallel.sharding import Shard, ShardingPlan
 from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
@@ -338,7 +338,7 @@ class HybridDLRM(nn.Module):
         """
         b = dense.shape[0]
         if self.dedup_counter is not None and self.topology.mp_size > 1:
-            blocks = self._exchange_distinct(group_sparse, b)
+            blocks = self._exchange_dedup(group_sparse, b)
         else:
             blocks = self._exchange(group_sparse, b)
         arrived = torch.cat(blocks, dim=1).view(b, -1, self.dim)
@@ -363,10 +363,10 @@ class HybridDLRM(nn.Module):
         )
         return all_to_all_rows(pooled, exchange)
 
-    def _exchange_distinct(self, group_sparse: SparseFeatures, b: int) -> tuple[Tensor, ...]:
+    def _exchange_dedup(self, group_sparse: SparseFeatures, b: int) -> tuple[Tensor, ...]:
         """Each distinct pooled vector once, with a sample index (``dct.mp.dedup``)."""
         mp_size = self.topology.mp_size
-        sent = pool_distinct(
+        sent = pool_dedup(
             self.shard.restrict(group_sparse),
             mp_size,
             self.dim,
@@ -375,8 +375,8 @@ class HybridDLRM(nn.Module):
             self.topology.mp_rank,
         )
         rows = _ScaleGrad.apply(sent.rows, 1.0 / mp_size)
-        return all_to_all_distinct(
-            DistinctRows(rows, sent.index, sent.counts),
+        return all_to_all_dedup(
+            DedupRows(rows, sent.index, sent.counts),
             samples=[b] * mp_size,
             tables=[len(shards) for shards in self.plan.shards],
             dim=self.dim,

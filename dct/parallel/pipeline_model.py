@@ -22,7 +22,7 @@ from dct.comm.dct_dp import DCTDPState
 from dct.comm.grad_sync import sync_gradients
 from dct.comm.meter import ByteMeter
 from dct.config import ConfigError, DCTDPConfig, DPHookConfig
-from dct.data.batching import RankBatch
+from dct.data.rank_batches import RankBatch
 from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
 from dct.parallel.hybrid import gradient_hook

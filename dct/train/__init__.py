@@ -1,1 +1,2 @@
-"""Training loop, evaluation, metric sinks and the run entry."""
+"""The training loop, its optimizers, evaluation, checkpointing in the loop, metric sinks and
+reports."""

@@ -22,7 +22,7 @@ from dct.checkpoint import dcp_io
 from dct.checkpoint.run_state import META, RunState, check_meta
 from dct.checkpoint.store import CheckpointError, CheckpointStore, check_complete
 from dct.config import RunConfig, checkpoint_every
-from dct.train.progress import Progress
+from dct.train.progress import TrainProgress
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Checkpointing:
     """Example::
 
     checkpoints = Checkpointing(cfg, run_dir, RunState(cfg, topology, model, ...))
-    progress = checkpoints.resume() or Progress()
+    progress = checkpoints.resume() or TrainProgress()
     ... after each step: checkpoints.after_step(progress)
     """
 
@@ -46,7 +46,7 @@ class Checkpointing:
         self.store = CheckpointStore(checkpoint_root(cfg, run_dir), cfg.train.keep_checkpoints)
         self.lead = state.topology.rank == 0
 
-    def resume(self) -> Progress | None:
+    def resume(self) -> TrainProgress | None:
         """The progress of the checkpoint ``train.resume`` names, its state loaded; ``None`` to
         start fresh."""
         path = _agree(self._choose if self.lead else None)
@@ -101,7 +101,7 @@ class Checkpointing:
             ) from None
         self.store.clear_leftovers()
 
-    def after_step(self, progress: Progress) -> None:
+    def after_step(self, progress: TrainProgress) -> None:
         """Save if ``progress.step`` is a checkpoint step (every ``checkpoint_every``, and the
         last step when checkpointing is on)."""
         step = progress.step

@@ -11,10 +11,10 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from dct.comm.collectives import all_gather_cat
 from dct.comm.meter import ByteMeter
-from dct.data.batching import RankReader
+from dct.data.rank_batches import RankReader
 from dct.parallel.hybrid import HybridDLRM
 from dct.parallel.pipeline_model import PipelineDLRM
-from dct.train.faults import Diverged
+from dct.runtime.faults import Diverged
 
 
 @dataclass(frozen=True)

@@ -16,23 +16,23 @@ from dct.checkpoint.run_state import RunState
 from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import REPORTED, ByteMeter, ChannelBytes
 from dct.config import ConfigError, RunConfig, mp_codec_names
-from dct.data.batching import RankBatch, RankReader
+from dct.data.rank_batches import RankBatch, RankReader
 from dct.data.sources import open_source
 from dct.embedding.fused import fbgemm_available
-from dct.embedding.optimizers import bytes_per_row
+from dct.embedding.table_optimizers import bytes_per_row
 from dct.parallel.hybrid import HybridDLRM, embedding_codecs, mp_codecs
 from dct.parallel.pipeline_model import PipelineDLRM
 from dct.parallel.sharding import ShardingPlan, plan_sharding
 from dct.parallel.topology import Topology
+from dct.runtime.faults import Diverged, Stopped, check_losses, likely_cause
 from dct.train import compression_report
 from dct.train.checkpointing import Checkpointing
-from dct.train.density_band import DensityBand
+from dct.train.density_report import DensityBand
 from dct.train.evaluation import EvalResult, evaluate
-from dct.train.faults import Diverged, Stopped, check_losses, likely_cause
 from dct.train.memory_report import MemoryReport, memory_report
-from dct.train.optimizers import Optimizers
-from dct.train.progress import Progress
+from dct.train.progress import TrainProgress
 from dct.train.sinks import MetricSink
+from dct.train.step_optimizers import Optimizers
 from models.dlrm import DLRM, DenseTower
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ def train(
     batch_size = cfg.train.batch_size
     band = DensityBand(cfg.dct.dp.density, cfg.dct.dp.guard_factor, model.dp_states)
     checkpoints = None
-    progress = Progress()
+    progress = TrainProgress()
     if run_dir is not None:
         state = RunState(cfg, topology, model, optimizers, meter, band)
         checkpoints = Checkpointing(cfg, run_dir, state)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import ByteMeter
 from dct.parallel.topology import Topology
-from dct.train.optimizers import Optimizers
+from dct.train.step_optimizers import Optimizers
 
 
 def _tensor_bytes(tensors: Iterable[Tensor]) -> int:

@@ -9,7 +9,7 @@ from dct.train.evaluation import EvalResult
 
 
 @dataclass
-class Progress:
+class TrainProgress:
     """``losses``: the global-batch mean loss of every step; ``step_times`` / ``read_times``:
     this rank's wall time of each step without / for reading its batch; ``history``: every
     evaluation so far. All survive a checkpoint, so a resumed run reports the whole run."""
@@ -25,7 +25,7 @@ class Progress:
         return {**asdict(self), "history": [asdict(result) for result in self.history]}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> Progress:
+    def from_state_dict(cls, state: dict[str, Any]) -> TrainProgress:
         return cls(
             step=int(state["step"]),
             losses=list(state["losses"]),

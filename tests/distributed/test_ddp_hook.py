@@ -8,8 +8,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from dct.comm.ddp_hooks import MeteredAllReduceState, metered_allreduce_hook
 from dct.comm.meter import ByteMeter, ring_all_reduce_bytes
+from dct.comm.metered_allreduce import MeteredAllReduceState, metered_allreduce_hook
 from tests.distributed.spawn import run_ranks
 
 

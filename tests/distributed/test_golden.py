@@ -29,7 +29,7 @@ from dct.data.synthetic import SyntheticClicks
 from dct.embedding.fused import fbgemm_available
 from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import train
-from dct.train.optimizers import dense_optimizer
+from dct.train.step_optimizers import dense_optimizer
 from models.dlrm import DLRM
 from tests.distributed.spawn import run_ranks
 

@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dct.comm.dct_mp import KeptCounter
-from dct.comm.distinct_all_to_all import expand
+from dct.comm.dedup_all_to_all import expand
 from dct.compression import bag_dedup
-from dct.compression.bag_dedup import distinct_bags
+from dct.compression.bag_dedup import dedup_bags
 from dct.data.batch import SparseFeatures
-from dct.parallel.embedding_dedup import pool_distinct
+from dct.parallel.embedding_dedup import pool_dedup
 
 
 def bags_of(values: torch.Tensor, offsets: torch.Tensor) -> list[tuple[int, ...]]:
@@ -44,7 +44,7 @@ bag_lists = st.integers(1, 4).flatmap(
 
 def check_against_reference(lists: list[list[int]], groups: int) -> None:
     values, offsets = jagged(lists)
-    found = distinct_bags(values, offsets, groups)
+    found = dedup_bags(values, offsets, groups)
     bags = bags_of(values, offsets)
     per = len(bags) // groups
     starts = (found.counts.cumsum(0) - found.counts).tolist()
@@ -60,7 +60,7 @@ def check_against_reference(lists: list[list[int]], groups: int) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(bag_lists)
-def test_distinct_bags_match_brute_force(case):
+def test_dedup_bags_match_brute_force(case):
     groups, lists = case
     check_against_reference(lists, groups)
 
@@ -82,14 +82,14 @@ def monkeypatch_fold():
 
 def test_bags_are_keyed_by_ids_in_order():
     values, offsets = jagged([[1, 2], [2, 1], [1, 2], [], [3], [], [3, 3], [3]])
-    found = distinct_bags(values, offsets, groups=2)
+    found = dedup_bags(values, offsets, groups=2)
     assert found.counts.tolist() == [3, 3]
     assert found.index[0] == found.index[2] != found.index[1]
 
 
 def test_uneven_blocks_are_refused():
     with pytest.raises(ValueError, match="equal blocks"):
-        distinct_bags(torch.tensor([1, 2, 3]), torch.arange(4), groups=2)
+        dedup_bags(torch.tensor([1, 2, 3]), torch.arange(4), groups=2)
 
 
 TABLES, DIM, ROWS = 3, 4, 6
@@ -141,7 +141,7 @@ def test_distinct_vectors_rebuild_every_pooled_row(name):
     destinations = 3
     per = sparse.num_samples // destinations
     counter = KeptCounter()
-    sent = pool_distinct(sparse, destinations, DIM, pool_with(tables), counter, me=1)
+    sent = pool_dedup(sparse, destinations, DIM, pool_with(tables), counter, me=1)
     reference = pool_with(tables)(sparse)
     rebuilt = torch.cat(
         [

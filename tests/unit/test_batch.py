@@ -4,8 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dct.data.batch import Batch, SparseFeatures
-from dct.data.batching import RankReader
 from dct.data.criteo_format import DataError
+from dct.data.rank_batches import RankReader
 
 bags_strategy = st.lists(
     st.lists(st.lists(st.integers(0, 99), max_size=4), min_size=6, max_size=6),

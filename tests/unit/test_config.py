@@ -181,7 +181,7 @@ SWEEP = [
     ("dp_hook.powersgd_start_step", 1, {}, "dp_hook.powersgd_start_step=1 must be >= 2"),
 ]
 # Settings no value of which is impossible alone (switches), or checked where they take effect
-# (``parallel.threads``: ``dct.parallel.threads``).
+# (``parallel.threads``: ``dct.runtime.threads``).
 FREE = {
     "dct.dp.enabled",
     "dct.mp.enabled",

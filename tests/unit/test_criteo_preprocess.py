@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dct.data import criteo_preprocess, criteo_run_state
+from dct.data import criteo_preprocess, criteo_preprocess_state
 from dct.data.criteo_format import (
     ARRAYS,
     DENSE_FILE,
@@ -35,7 +35,7 @@ from dct.data.criteo_format import (
     read_manifest,
 )
 from dct.data.criteo_preprocess import preprocess
-from dct.data.criteo_run_state import PROGRESS, VOCABULARY
+from dct.data.criteo_preprocess_state import PROGRESS, VOCABULARY
 from tests.unit.test_criteo_lines import reference_kind
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "criteo_kaggle_head10k.tsv"
@@ -284,7 +284,7 @@ def test_other_options_or_sources_are_refused(sources, tmp_path, monkeypatch):
 def crash_after(monkeypatch, chunks: int) -> None:
     """Crash, as a kill would, after ``chunks`` chunks are recorded and the next one is written
     to the arrays but not yet recorded: the arrays then hold more rows than the progress file."""
-    save = criteo_run_state.Progress.save
+    save = criteo_preprocess_state.PreprocessProgress.save
     saved = []
 
     def failing(self, path):
@@ -293,7 +293,7 @@ def crash_after(monkeypatch, chunks: int) -> None:
         save(self, path)
         saved.append(self.rows)
 
-    monkeypatch.setattr(criteo_run_state.Progress, "save", failing)
+    monkeypatch.setattr(criteo_preprocess_state.PreprocessProgress, "save", failing)
 
 
 def test_resume_after_a_crash_is_identical_and_does_not_recount(sources, tmp_path, monkeypatch):
@@ -318,7 +318,7 @@ def test_resume_after_a_crash_is_identical_and_does_not_recount(sources, tmp_pat
 
 def fail_writes_of(monkeypatch, name: str, error: BaseException, *modules) -> None:
     """``write_atomic`` in ``modules`` raises ``error`` for a file called ``name``."""
-    write = criteo_run_state.write_atomic
+    write = criteo_preprocess_state.write_atomic
 
     def failing(path, content):
         if path.name == name:
@@ -515,7 +515,7 @@ def test_an_output_that_cannot_be_written_is_a_data_error_leaving_no_manifest(
     preprocess(paths, tmp_path / "whole", progress=False)
     out = tmp_path / "out"
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    fail_writes_of(monkeypatch, failing, full, criteo_run_state, criteo_preprocess)
+    fail_writes_of(monkeypatch, failing, full, criteo_preprocess_state, criteo_preprocess)
     with pytest.raises(DataError, match=rf"^{out}: cannot write the output \(No space left"):
         preprocess(paths, out, progress=False)
     monkeypatch.undo()

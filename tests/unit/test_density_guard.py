@@ -23,7 +23,7 @@ from dct.compression.density_guard import (
     DensityWindow,
 )
 from dct.compression.hard_threshold import target_count
-from dct.train.density_band import DensityBand
+from dct.train.density_report import DensityBand
 
 ENTRIES, DENSITY = 10_000, 0.01
 TARGET = target_count(ENTRIES, DENSITY)

@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from dct.config import RunConfig
-from dct.train.faults import Diverged, Stopped, check_losses, stop_on_signals
+from dct.runtime.faults import Diverged, Stopped, check_losses, stop_on_signals
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

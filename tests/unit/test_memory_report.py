@@ -11,7 +11,7 @@ from torch import nn
 from dct.config import OptimConfig
 from dct.embedding.table import SparseTable
 from dct.train.memory_report import peak_rss_bytes, state_bytes
-from dct.train.optimizers import Optimizers
+from dct.train.step_optimizers import Optimizers
 
 
 class TinyModel(nn.Module):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from dct.train.paired import INCONCLUSIVE, INFERIOR, NON_INFERIOR, paired_difference
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from paired import INCONCLUSIVE, INFERIOR, NON_INFERIOR, paired_difference  # noqa: E402
 
 # Differences 0.001, -0.001, 0.002, 0.000, 0.003: mean 0.001, sample std sqrt(2.5e-6),
 # t(0.975, 4) = 2.776445, so the half width is 2.776445 * 0.0015811 / sqrt(5) = 0.0019632.

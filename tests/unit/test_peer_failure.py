@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dct.parallel.peer_failure import describe
+from dct.runtime.peer_failure import describe
 
 WRAPPED = (
     "Got the following error when running the callback: RuntimeError: "
     "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out "
-    "waiting 3000ms for recv operation to complete\n\nAt:\n  /x/dct/comm/ddp_hooks.py(41): <lambda>"
+    "waiting 3000ms for recv operation to complete\n\nAt:\n"
+    "  /x/dct/comm/metered_allreduce.py(41): <lambda>"
 )
 
 

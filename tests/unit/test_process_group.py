@@ -3,7 +3,7 @@ import torch
 import torch.distributed as dist
 
 from dct.config import ConfigError
-from dct.parallel.process_group import choose_backend, distributed
+from dct.runtime.process_group import choose_backend, distributed
 
 
 def test_auto_picks_nccl_on_gpu_else_gloo():

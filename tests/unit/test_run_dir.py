@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from dct.train.run_dir import RunDirError, check_writable, claim
+from dct.runtime.run_dir import RunDirError, check_writable, claim
 
 
 def test_a_file_in_the_way_is_refused(tmp_path):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dct.embedding.optimizers import TableOptimizer
 from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
+from dct.embedding.table_optimizers import TableOptimizer
 from models.dlrm import build_table
 
 ROWS, DIM, LR, EPS = 30, 3, 0.1, 1e-8

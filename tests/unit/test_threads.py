@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dct.config import ConfigError
-from dct.parallel.threads import choose_threads
+from dct.runtime.threads import choose_threads
 
 
 def test_the_setting_wins_then_the_environment_then_one():

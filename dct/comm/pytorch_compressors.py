@@ -3,8 +3,8 @@
 PyTorch does the compressing (``fp16_compress_hook``, ``powerSGD_hook``); these wrappers only
 record what each hands to all-reduce on channel ``dp``, every all-reduce counted as a ring sends
 it (``ring_all_reduce_bytes``), against the fp32 ring all-reduce of the bucket, as the metered
-all-reduce (``dct.comm.ddp_hooks``) does. (No postponed annotations here: DDP checks the hook's
-``bucket`` annotation at registration.)
+all-reduce (``dct.comm.metered_allreduce``) does. (No postponed annotations here: DDP checks
+the hook's ``bucket`` annotation at registration.)
 """
 
 import torch
@@ -12,8 +12,8 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import fp16_compress_hook
 from torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook import PowerSGDState, powerSGD_hook
 
-from dct.comm.ddp_hooks import MeteredAllReduceState
 from dct.comm.meter import FP32_BYTES, ByteMeter, ring_all_reduce_bytes
+from dct.comm.metered_allreduce import MeteredAllReduceState
 
 
 def metered_fp16_hook(

@@ -23,9 +23,9 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook import PowerSGDState, powerSGD_hook
 from torch.nn.parallel import DistributedDataParallel
 
-from dct.comm.ddp_hooks import MeteredAllReduceState
 from dct.comm.meter import ByteMeter, ring_all_reduce_bytes
-from dct.comm.torch_hooks import (
+from dct.comm.metered_allreduce import MeteredAllReduceState
+from dct.comm.pytorch_compressors import (
     MeteredPowerSGDState,
     metered_fp16_hook,
     metered_powersgd_hook,

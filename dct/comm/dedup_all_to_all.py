@@ -14,8 +14,8 @@ replaces: every sample's row in fp32.
 
 Example::
 
-    sent = DistinctRows(rows, index, counts)   # rows: [counts.sum(), dim], differentiable
-    blocks = all_to_all_distinct(sent, samples=[b] * mp, tables=[2, 1], dim=16,
+    sent = DedupRows(rows, index, counts)   # rows: [counts.sum(), dim], differentiable
+    blocks = all_to_all_dedup(sent, samples=[b] * mp, tables=[2, 1], dim=16,
                                  group=mp_group, meter=meter, codecs=codecs)
     # blocks[s]: [b, tables[s] * 16], rank s's tables for this rank's samples
 """
@@ -36,7 +36,7 @@ from dct.compression.bit_pack import bits_for, pack_columns, packed_bytes, unpac
 
 
 @dataclass(frozen=True)
-class DistinctRows:
+class DedupRows:
     """What one rank sends. ``rows``: ``[counts.sum(), dim]``, by destination then table;
     ``index``: ``[sum(samples), tables]``, each sample's vector numbered within its
     (destination, table); ``counts``: ``[destinations, tables]``."""
@@ -54,8 +54,8 @@ def expand(rows: Tensor, index: Tensor, counts: Tensor) -> Tensor:
     return rows.index_select(0, flat).view(index.shape[0], index.shape[1] * rows.shape[1])
 
 
-def all_to_all_distinct(
-    sent: DistinctRows,
+def all_to_all_dedup(
+    sent: DedupRows,
     samples: Sequence[int],
     tables: Sequence[int],
     dim: int,

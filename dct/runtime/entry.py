@@ -1,13 +1,13 @@
 """What every entry point (training, benchmarks) does around its work.
 
 Only rank 0 logs below WARNING; the process takes ``parallel.threads`` intra-op threads
-(``dct.parallel.threads``); the work runs inside a started process group that is destroyed on
+(``dct.runtime.threads``); the work runs inside a started process group that is destroyed on
 every exit path. Each way of stopping early ends the process with one line and an exit code,
 its traceback kept for ``HYDRA_FULL_ERROR=1``:
 
 - a user mistake (``ConfigError``, ``DataError``, ``CheckpointError``): exit code 2;
-- a failed collective (a peer died or hangs, ``dct.parallel.peer_failure``): exit code 1;
-- a diverged loss (``dct.train.faults.Diverged``, every rank alike, rank 0 says it): 1;
+- a failed collective (a peer died or hangs, ``dct.runtime.peer_failure``): exit code 1;
+- a diverged loss (``dct.runtime.faults.Diverged``, every rank alike, rank 0 says it): 1;
 - SIGINT or SIGTERM (Ctrl-C, or torchrun/Slurm stopping the job; rank 0 says at which step):
   130 or 143.
 
@@ -27,10 +27,10 @@ import torch
 from dct.checkpoint.store import CheckpointError
 from dct.config import ConfigError, RunConfig
 from dct.data.criteo_format import DataError
-from dct.parallel import peer_failure
-from dct.parallel.process_group import distributed
-from dct.parallel.threads import set_threads
-from dct.train.faults import Diverged, Stopped, stop_on_signals
+from dct.runtime import peer_failure
+from dct.runtime.faults import Diverged, Stopped, stop_on_signals
+from dct.runtime.process_group import distributed
+from dct.runtime.threads import set_threads
 
 log = logging.getLogger("dct.launch")
 

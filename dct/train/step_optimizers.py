@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from dct.config import OptimConfig
-from dct.embedding.optimizers import TableOptimizer
 from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
+from dct.embedding.table_optimizers import TableOptimizer
 
 
 def dense_optimizer(

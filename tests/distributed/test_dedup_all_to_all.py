@@ -19,13 +19,13 @@ import torch.distributed as dist
 
 from dct.comm.all_to_all import RowExchange, all_to_all_rows
 from dct.comm.codec import DENSE, CodecPair
-from dct.comm.distinct_all_to_all import DistinctRows, all_to_all_distinct, expand
+from dct.comm.dedup_all_to_all import DedupRows, all_to_all_dedup, expand
 from dct.comm.meter import ByteMeter
 from dct.comm.quantized_codecs import QuantizedRows
 from dct.compression.bit_pack import bits_for, packed_bytes
 from dct.config import DCTConfig, DCTMPConfig
 from dct.data.batch import SparseFeatures
-from dct.parallel.embedding_dedup import pool_distinct
+from dct.parallel.embedding_dedup import pool_dedup
 from dct.parallel.topology import Topology, grid_shape
 from dct.train.loop import summary_metrics, train
 from tests.distributed.spawn import run_ranks
@@ -54,7 +54,7 @@ def samples_of(case: str, world: int) -> list[int]:
     return [3, 0, 7, 2][:world] if case == "uneven samples" else [6] * world
 
 
-def distinct_for(me: int, world: int, case: str, tables: list[torch.nn.Module]) -> DistinctRows:
+def distinct_for(me: int, world: int, case: str, tables: list[torch.nn.Module]) -> DedupRows:
     """This rank's distinct vectors, destination by destination."""
     parts = []
     for j, n in enumerate(samples_of(case, world)):
@@ -64,8 +64,8 @@ def distinct_for(me: int, world: int, case: str, tables: list[torch.nn.Module]) 
             pairs = zip(tables, sparse.values, sparse.offsets)
             return torch.cat([t(v, o) for t, v, o in pairs], dim=1)
 
-        parts.append(pool_distinct(SparseFeatures(values, offsets), 1, DIM, pool))
-    return DistinctRows(
+        parts.append(pool_dedup(SparseFeatures(values, offsets), 1, DIM, pool))
+    return DedupRows(
         torch.cat([p.rows for p in parts]).detach().requires_grad_(),
         torch.cat([p.index for p in parts]),
         torch.cat([p.counts for p in parts]),
@@ -84,7 +84,7 @@ def exchange_rank(case: str, quantized: bool) -> dict:
     samples, widths = samples_of(case, world), TABLES[:world]
     codecs = CodecPair(QuantizedRows(8), QuantizedRows(8)) if quantized else DENSE
     meter, reference_meter = ByteMeter(), ByteMeter()
-    got = all_to_all_distinct(sent, samples, widths, DIM, group, meter, codecs)
+    got = all_to_all_dedup(sent, samples, widths, DIM, group, meter, codecs)
 
     # The reference: the sender expands (through the codec's round trip when quantized).
     rows = sent.rows

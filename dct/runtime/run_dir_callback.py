@@ -3,7 +3,7 @@
 Hydra creates ``hydra.run.dir`` (or a sweep's ``hydra.sweep.dir``) and writes its ``.hydra/``
 files before the task starts; a directory that cannot be used would end in Hydra's own
 traceback, and a second job would overwrite a running job's files. This callback, registered
-in ``configs/train.yaml``, runs first: ``dct.train.run_dir.claim``, and a refusal is one line
+in ``configs/train.yaml``, runs first: ``dct.runtime.run_dir.claim``, and a refusal is one line
 and exit code 2.
 """
 
@@ -17,7 +17,7 @@ from typing import IO, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dct.train.run_dir import RunDirError, claim
+from dct.runtime.run_dir import RunDirError, claim
 
 
 class ClaimRunDir(Callback):

@@ -49,7 +49,7 @@ class Chunk:
 
 
 @dataclass
-class Progress:
+class PreprocessProgress:
     """How far a run got, saved after every chunk: where to go on, and what it was started on."""
 
     options: dict
@@ -141,16 +141,16 @@ def require_same(
     )
 
 
-def start_or_resume(out_dir: Path, options: dict, files: list[SourceFile]) -> Progress:
+def start_or_resume(out_dir: Path, options: dict, files: list[SourceFile]) -> PreprocessProgress:
     path = out_dir / PROGRESS
     if not path.is_file():
         remove_run_files(out_dir)  # a vocabulary without a progress file belongs to no run
-        state = Progress(options, files)
+        state = PreprocessProgress(options, files)
         state.save(path)
         return state
     try:
         raw = json.loads(path.read_text())
-        state = Progress(**{**raw, "sources": [SourceFile(**s) for s in raw["sources"]]})
+        state = PreprocessProgress(**{**raw, "sources": [SourceFile(**s) for s in raw["sources"]]})
     except (ValueError, TypeError, KeyError) as error:
         raise DataError(f"{path} is not a progress file ({error}); delete {out_dir}") from None
     require_same(out_dir, state.options, state.sources, options, files, finished=False)
