@@ -12,10 +12,12 @@
 #
 #   benchmarks/slurm_single_node.sh
 #
-# Jobs run 2 processes on CPU (DCT_NPROC_PER_NODE=2, no GPU requested). Their logs and run
-# directories land in outputs/slurm-JOBID*, as for any submission; job ids start from the clock,
-# so that no run of this script reuses an earlier one's directory. The daemons are stopped and
-# the temporary directory removed on every exit path.
+# Jobs are submitted from a fresh checkout in the temporary directory: the files git tracks, and
+# those it would (uncommitted work is checked too), without outputs/ or anything else ignored,
+# as after a git clone. They run 2 processes on CPU (DCT_NPROC_PER_NODE=2, no GPU requested);
+# their logs are slurm-JOBID*.log and their run directories outputs/slurm-JOBID* in that
+# checkout, as for any submission. The daemons are stopped on every exit path, and the temporary
+# directory removed unless the check failed.
 set -euo pipefail
 
 fail() {
@@ -29,6 +31,7 @@ for tool in munged mungekey slurmctld slurmd sbatch squeue scontrol sinfo python
     || fail "'$tool' is not installed (apt-get install slurmctld slurmd slurm-client munge)"
 done
 [[ -f launch/slurm/train.sbatch ]] || fail "run it from the repository root"
+git rev-parse --show-toplevel >/dev/null 2>&1 || fail "$PWD is not a git checkout"
 
 dir=$(mktemp -d -t dct_slurm.XXXXXX)
 chmod 755 "$dir" # munged wants every directory above its socket searchable
@@ -47,8 +50,11 @@ cleanup() {
     kill "${daemons[$i]}" 2>/dev/null || true
     wait "${daemons[$i]}" 2>/dev/null || true
   done
-  [[ $code -eq 0 ]] || echo "slurm_single_node.sh: failed; daemon logs were in $dir" >&2
-  rm -rf "$dir"
+  if [[ $code -eq 0 ]]; then
+    rm -rf "$dir"
+  else
+    echo "slurm_single_node.sh: failed; the daemons' logs and the jobs' checkout are in $dir" >&2
+  fi
   exit "$code"
 }
 trap cleanup EXIT
@@ -109,8 +115,16 @@ for _ in {1..60}; do
 done
 [[ "$(sinfo -h -o %t 2>/dev/null)" == idle ]] || fail "the node did not come up; see $dir/*.log"
 
-# The job runs this checkout, installed or not, and sizes its own threads.
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# A fresh checkout: what a clone of this one, its uncommitted work committed, would hold.
+checkout="$dir/checkout"
+mkdir "$checkout"
+git ls-files -z --cached --others --exclude-standard \
+  | while IFS= read -r -d '' file; do [[ -e "$file" ]] && printf '%s\0' "$file"; done \
+  | tar --null -T - -cf - | tar -C "$checkout" -xf -
+[[ ! -e "$checkout/outputs" ]] || fail "outputs/ is tracked by git: a clone would have it"
+cd "$checkout"
+# The jobs run that checkout, dct installed or not, and size their own threads.
+export PYTHONPATH="$checkout${PYTHONPATH:+:$PYTHONPATH}"
 unset OMP_NUM_THREADS
 export DCT_NPROC_PER_NODE=2
 submit() {
@@ -130,7 +144,8 @@ run=(parallel.mp_size=2 train.steps=300 train.log_every=10 train.checkpoint_ever
 
 requeued=$(submit launch/slurm/train.sbatch "${run[@]}")
 until compgen -G "outputs/slurm-$requeued/checkpoints/step_*[0-9]" >/dev/null; do
-  [[ -n "$(squeue -h -j "$requeued")" ]] || fail "job $requeued ended before its first checkpoint"
+  [[ -n "$(squeue -h -j "$requeued")" ]] \
+    || fail "job $requeued ended before its first checkpoint; its log: $checkout/slurm-$requeued.log"
   sleep 0.2
 done
 scontrol requeue "$requeued"
@@ -150,7 +165,7 @@ continued=$(submit launch/slurm/train.sbatch "${run[@]}" train.steps=350 \
 finish "$continued"
 
 printf '%s\n' "# two settings, one a task" "seed=1" "" "seed=2" >"$dir/sweep.txt"
-array=$(DCT_SWEEP="$dir/sweep.txt" submit --array=0-1 --output="outputs/slurm-%A_%a.log" \
+array=$(DCT_SWEEP="$dir/sweep.txt" submit --array=0-1 --output="slurm-%A_%a.log" \
   launch/slurm/train.sbatch parallel.mp_size=2 train.steps=20 train.log_every=10 \
   train.eval_every=20 data.eval_size=512 output.progress_bar=false)
 finish "$array"
@@ -179,7 +194,7 @@ def run_metrics(run: str) -> dict:
 
 def resumed(job: str) -> str:
     """The checkpoint the job's log says it resumed from, and at which step."""
-    log = OUTPUTS / f"slurm-{job}.log"
+    log = Path(f"slurm-{job}.log")
     found = re.search(r"resumed from checkpoint (\S+) at step (\d+)", log.read_text())
     return f"{found[1]} at step {found[2]}" if found else ""
 
@@ -215,7 +230,7 @@ for task in (0, 1):
     given = overrides.read_text().split() if overrides.exists() else []
     seeds = [word for word in given if word.startswith("seed=")]
     found = run_metrics(run)
-    logged = (OUTPUTS / f"slurm-{run}.log").exists()
+    logged = Path(f"slurm-{run}.log").exists()
     array_ok &= logged and found.get("steps") == 20 and seeds == [f"seed={task + 1}"]
     print(f"array     task {run}: {' '.join(seeds)}, {summary(found)}")
 

@@ -15,7 +15,10 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,14 +27,24 @@ log = logging.getLogger("dct.export")
 MODEL = "model/"
 
 
+class ExportError(ValueError):
+    """``OUT`` cannot be written; the message says why."""
+
+
 def export(checkpoint: Path, out: Path) -> dict[str, object]:
-    """Write ``checkpoint``'s model to ``out``; the checkpoint's ``meta`` (step, model shape)."""
+    """Write ``checkpoint``'s model to ``out``; the checkpoint's ``meta`` (step, model shape).
+
+    ``out``'s missing parent directories are created. ``out`` is written whole or not at all
+    (a full disk leaves no half-written file), and is checked before the checkpoint is read.
+    """
     import torch
+    from torch.distributed.checkpoint.api import CheckpointException
 
     from dct.checkpoint import dcp_io
-    from dct.checkpoint.run_state import META
+    from dct.checkpoint.meta import META
     from dct.checkpoint.store import CheckpointError, check_complete
 
+    _check_writable(out)
     check_complete(checkpoint)
     metadata = dcp_io.read_metadata(checkpoint)
     shapes = {
@@ -43,15 +56,53 @@ def export(checkpoint: Path, out: Path) -> dict[str, object]:
         raise CheckpointError(f"{checkpoint} is a DCP checkpoint but not one dct wrote")
     state = {f"{MODEL}{name}": torch.empty(shape) for name, shape in shapes.items()}
     state[META] = None
-    dcp_io.load(state, checkpoint)
+    try:
+        dcp_io.load(state, checkpoint)
+    except OSError as error:
+        raise CheckpointError(f"cannot read {checkpoint}: {error}") from None
+    except CheckpointException as error:  # DCP's wrapper of what failed: bytes that do not load
+        failed = [type(exception).__name__ for exception, _ in error.failures.values()]
+        raise CheckpointError(
+            f"{checkpoint} is damaged: its data does not load ({', '.join(failed) or error})"
+        ) from None
     meta = state.pop(META)
     model = {key[len(MODEL) :]: tensor for key, tensor in state.items()}
+    partial = out.with_name(out.name + ".partial")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model, out)
-    except OSError as error:
-        raise CheckpointError(f"cannot write {out}: {error.strerror}") from None
+        with partial.open("wb") as file:
+            torch.save(model, file)
+        os.replace(partial, out)
+    except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {out}: {_reason(error)}") from None
     return meta
+
+
+def _check_writable(out: Path) -> None:
+    """Raise ``ExportError`` if ``out`` is a directory or its nearest existing ancestor is not a
+    writable directory."""
+    if out.is_dir():
+        raise ExportError(f"{out} is a directory: give the file to write, e.g. {out / 'model.pt'}")
+    ancestor = out.parent.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ExportError(f"cannot write {out}: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK):
+        raise ExportError(f"cannot write {out}: {ancestor} is not writable")
+
+
+def _reason(error: BaseException) -> str:
+    """The operating system's reason (``No space left on device``), else torch's message."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    # "[enforce fail at inline_container.cc:747] . open file failed with strerror: ..."
+    return re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", str(error).splitlines()[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         meta = export(args.checkpoint, args.out)
-    except CheckpointError as error:
+    except (CheckpointError, ExportError) as error:
         log.error("export error: %s", error)
         sys.exit(2)
     shape = meta["fingerprint"]

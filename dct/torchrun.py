@@ -5,7 +5,9 @@ step, ``dct.runtime.entry``) and then raises its own ``SignalException``; when a
 said why in one line) it raises ``ChildFailedError``: a traceback and a summary block of its
 own, and exit code 1 either way. This entry point exits instead with one line and the code a
 scheduler or a shell script expects: 128 + the signal's number (130 for SIGINT, 143 for
-SIGTERM), or the first failed worker's exit code (2 for a user mistake, 1 for a failure).
+SIGTERM), or the first failed worker's exit code (2 for a user mistake, 1 for a failure). A
+worker killed by a signal had no chance to say why; the line says so, and the code is again
+128 + the signal's number (137 for SIGKILL, the out-of-memory killer's signal).
 
 Example::
 
@@ -14,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -29,13 +32,26 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(128 + int(stop.sigval))
     except ChildFailedError as failed:
         rank, failure = failed.get_first_failure()
-        code = failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
-        print(
-            f"dct-torchrun: rank {rank} (pid {failure.pid}) exited with code {failure.exitcode} "
-            f"(its log says why); stopping the job with code {code}",
-            file=sys.stderr,
-        )
+        worker = f"rank {rank} (pid {failure.pid})"
+        if failure.exitcode >= 0:
+            code = failure.exitcode
+            what = f"{worker} exited with code {code} (its log says why)"
+        else:
+            code = 128 - failure.exitcode
+            what = (
+                f"{worker} was killed by {_signal_name(-failure.exitcode)}, before it could say why"
+            )
+            if -failure.exitcode == signal.SIGKILL:
+                what += " (most often the out-of-memory killer, see dmesg, or a scheduler's limit)"
+        print(f"dct-torchrun: {what}; stopping the job with code {code}", file=sys.stderr)
         sys.exit(code)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"signal {number}"
 
 
 if __name__ == "__main__":

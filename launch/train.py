@@ -13,9 +13,10 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dct.config import RunConfig
+from dct.config.store import register_schemas
+from dct.runtime.hydra_errors import exit_on_config_errors
 
-ConfigStore.instance().store(name="run_schema", node=RunConfig)
+register_schemas(ConfigStore.instance(), Path(__file__).resolve().parents[1] / "configs")
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
@@ -29,4 +30,4 @@ def main(raw: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_config_errors(main)

@@ -104,7 +104,13 @@ def _lookup(state_dict: dict[str, Any], index: MetadataIndex) -> Any:
 
 class _SavePlanner(DefaultSavePlanner):
     def __init__(self) -> None:
-        super().__init__(flatten_state_dict=False, flatten_sharded_tensors=False)
+        # An entry several ranks hold (a replicated table's blocks, the tower) is written by the
+        # lowest of them: replica 0, whatever other ranks hold.
+        super().__init__(
+            flatten_state_dict=False,
+            flatten_sharded_tensors=False,
+            dedup_save_to_lowest_rank=True,
+        )
 
     def lookup_object(self, index: MetadataIndex) -> Any:
         return _lookup(self.state_dict, index)
@@ -137,8 +143,8 @@ def _one_process_is_intended() -> Iterator[None]:
 
 def save(state: dict[str, Any], path: Path) -> None:
     """Every rank writes its entries of ``state`` under ``path`` (entries several ranks hold
-    are written once); the metadata file is written last, by rank 0. Without a process group,
-    this process alone writes."""
+    are written once, by the lowest rank holding them); the metadata file is written last, by
+    rank 0. Without a process group, this process alone writes."""
     with _one_process_is_intended():
         dcp.save(
             state,

@@ -6,12 +6,15 @@ is in place (rank 0 writes that last), so a directory without ``.partial`` is co
 its files were damaged later; a save killed half-way leaves only a ``.partial`` directory, which
 is ignored and removed by the next save. Old checkpoints beyond ``keep`` are renamed to
 ``.deleting`` before removal, so a kill during the removal cannot leave something that looks
-like a checkpoint. The directory must be one every rank sees (a shared filesystem across
-nodes).
+like a checkpoint. When no checkpoint is complete, ``latest`` renames every damaged one to
+``.damaged`` (``.damaged.1``, ... if taken): kept for inspection, never overwritten by the run
+that starts over, never picked again. The directory must be one every rank sees (a shared
+filesystem across nodes).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -22,7 +25,9 @@ from dct.checkpoint.dcp_io import METADATA_FILE, read_metadata
 
 log = logging.getLogger(__name__)
 
-PARTIAL, DELETING = ".partial", ".deleting"
+PARTIAL, DELETING, DAMAGED = ".partial", ".deleting", ".damaged"
+# A directory with less free space than this cannot take a checkpoint's next file.
+_SPACE_PROBE_BYTES = 1 << 20
 _NAME = re.compile(r"^step_(\d{8})$")
 
 
@@ -109,20 +114,58 @@ class CheckpointStore:
         return sorted(found, key=lambda p: p.name)
 
     def latest(self) -> Path | None:
-        """The newest checkpoint that is complete; damaged newer ones are skipped, warned of."""
+        """The newest checkpoint that is complete; damaged newer ones are skipped, warned of.
+        ``None`` if there is none: damaged ones are then set aside (renamed ``.damaged``) with
+        one warning that the run starts over, so that its saves cannot overwrite them."""
+        damaged = []
         for path in reversed(self.published()):
             try:
                 check_complete(path)
             except CheckpointError as error:
-                log.warning("skipping checkpoint %s: %s", path, error)
+                damaged.append((path, error))
                 continue
+            for skipped, error in damaged:
+                log.warning("skipping checkpoint %s: %s", skipped, error)
             return path
+        if damaged:
+            kept = [(path, self._set_aside(path), error) for path, error in reversed(damaged)]
+            log.warning(
+                "train.resume=auto: no checkpoint in %s is complete, so this run starts over "
+                "from step 0; the damaged ones are kept aside: %s",
+                self.root,
+                "; ".join(f"{path.name} as {aside.name} ({error})" for path, aside, error in kept),
+            )
         return None
+
+    def _set_aside(self, path: Path) -> Path:
+        """Rename damaged checkpoint ``path`` to a ``.damaged`` name not yet taken."""
+        aside, n = path.with_name(path.name + DAMAGED), 0
+        while aside.exists():
+            n += 1
+            aside = path.with_name(f"{path.name}{DAMAGED}.{n}")
+        os.replace(path, aside)
+        return aside
 
     def _remove(self, path: Path) -> None:
         doomed = path.with_name(path.name + DELETING)
         os.replace(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+
+
+def no_space_left(directory: Path) -> bool:
+    """Whether ``directory``'s filesystem refuses a small file for want of space (a probe
+    written, synced and removed)."""
+    probe = directory / ".space-probe"
+    try:
+        with open(probe, "wb") as file:
+            file.write(bytes(_SPACE_PROBE_BYTES))
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as error:
+        return error.errno == errno.ENOSPC
+    finally:
+        probe.unlink(missing_ok=True)
+    return False
 
 
 def _fsync_dir(path: Path) -> None:

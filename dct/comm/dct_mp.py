@@ -69,6 +69,12 @@ class KeptCounter:
         self.offered += offered
         self.kept += kept
 
+    def state_dict(self) -> dict[str, int]:
+        return {"offered": self.offered, "kept": self.kept}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.offered, self.kept = state["offered"], state["kept"]
+
 
 class TopKRows:
     """Forward codec: per row (or segment) the ``k`` largest ``|x|``, as values and positions."""

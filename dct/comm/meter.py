@@ -92,10 +92,17 @@ class ByteMeter:
         with self._lock:
             return dict(self._totals)
 
-    def restore(self, totals: dict[str, ChannelBytes]) -> None:
-        """Continue counting from ``totals`` (a resumed run's)."""
+    def state_dict(self) -> dict[str, list[int]]:
+        """The totals as ``[sent, dense]`` per channel and part."""
+        return {key: [total.sent, total.dense] for key, total in self.totals().items()}
+
+    def load_state_dict(self, state: dict[str, list[int]]) -> None:
+        """Continue counting from ``state`` (a resumed run's)."""
         with self._lock:
-            self._totals = {key: totals.get(key, ChannelBytes()) for key in REPORTED}
+            self._totals = {
+                key: ChannelBytes(*state[key]) if key in state else ChannelBytes()
+                for key in REPORTED
+            }
 
 
 class PartMeter(ByteMeter):

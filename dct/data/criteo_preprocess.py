@@ -82,6 +82,7 @@ from dct.data.criteo_preprocess_state import (
     start_or_resume,
     write_atomic,
 )
+from dct.runtime import log_levels
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     dct.data.criteo_preprocess``): the exit status, 2 for input, output or options the user
     must fix (reported as one ``error:`` line, no traceback), 130 when interrupted."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    log_levels.quiet_tool(format="%(levelname)s: %(message)s")
     try:
         preprocess(**vars(args))
     except DataError as error:

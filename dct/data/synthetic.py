@@ -32,7 +32,7 @@ import math
 import numpy as np
 import torch
 
-from dct.config import DataConfig
+from dct.config import SyntheticDataConfig
 from dct.data.batch import Batch, SparseFeatures
 from dct.data.hashed_normal import hashed_normal, stream_key
 from dct.data.zipf import ZipfLaw, power_sum
@@ -79,11 +79,11 @@ class SyntheticClicks:
 
     Example::
 
-        data = SyntheticClicks(DataConfig(), seed=0)
+        data = SyntheticClicks(SyntheticDataConfig(), seed=0)
         batch = data.samples("train", start=step * 1024 + rank * 256, count=256)
     """
 
-    def __init__(self, cfg: DataConfig, seed: int) -> None:
+    def __init__(self, cfg: SyntheticDataConfig, seed: int) -> None:
         if seed < 0:
             raise ValueError(f"seed={seed} must be >= 0")
         self.num_dense = cfg.num_dense

@@ -47,6 +47,7 @@ from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
 from dct.parallel.dct_dp_config import dct_dp_state
 from dct.parallel.embedding_dedup import pool_dedup
+from dct.parallel.model_state import load_in_place, model_state_dict
 from dct.parallel.sharding import Shard, ShardingPlan
 from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
@@ -319,6 +320,15 @@ class HybridDLRM(nn.Module):
     def table_blocks(self) -> list[tuple[Shard, Tensor]]:
         """This rank's shards and their weights (the tensors training updates)."""
         return list(zip(self.shard.shards, self.shard.weights()))
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        """Every parameter under its ``models.dlrm.DLRM`` name, tables as row blocks
+        (``dct.parallel.model_state``): what a checkpoint holds of the model."""
+        return model_state_dict(self.dense_named_parameters(), self.table_blocks())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # type: ignore[override]
+        """Take ``state`` (of ``state_dict()``'s keys; a checkpoint loads into it in place)."""
+        load_in_place(self.state_dict(), state)
 
     @property
     def fused(self) -> FusedTables | None:

@@ -12,7 +12,7 @@ exchanging only those rows, thresholded by DCT-DP too when enabled (``dct.parall
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,17 +21,19 @@ from dct.comm.codec import DENSE, CodecPair
 from dct.comm.dct_dp import DCTDPState
 from dct.comm.grad_sync import sync_gradients
 from dct.comm.meter import ByteMeter
-from dct.config import ConfigError, DCTDPConfig, DPHookConfig
+from dct.config import DCTDPConfig, DPHookConfig
+from dct.config.runtime_checks import check_cut_names
 from dct.data.rank_batches import RankBatch
 from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
 from dct.parallel.hybrid import gradient_hook
+from dct.parallel.model_state import load_in_place, model_state_dict
 from dct.parallel.pipeline import PipelineStage
 from dct.parallel.sharding import Shard
 from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
 from models.dlrm import DLRM
-from models.dlrm_stages import CutError, split_dlrm
+from models.dlrm_stages import cut_names, split_dlrm
 
 
 class PipelineDLRM(nn.Module):
@@ -58,10 +60,8 @@ class PipelineDLRM(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        try:
-            stages = split_dlrm(model, cuts)
-        except CutError as error:
-            raise ConfigError(f"parallel.cuts={list(cuts)}: {error}") from None
+        check_cut_names(cuts, cut_names(model))
+        stages = split_dlrm(model, cuts)
         self.topology, self.meter, self.codecs = topology, meter, codecs
         self.microbatches = microbatches
         self.stage = stages[topology.mp_rank].to(device)
@@ -121,6 +121,15 @@ class PipelineDLRM(nn.Module):
             (Shard(self._table_index[id(t)], 0, t.num_rows, t.num_rows), t.weight.detach())
             for t in self.tables
         ]
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        """Every parameter under its ``models.dlrm.DLRM`` name, tables as row blocks
+        (``dct.parallel.model_state``): what a checkpoint holds of the model."""
+        return model_state_dict(self.dense_named_parameters(), self.table_blocks())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # type: ignore[override]
+        """Take ``state`` (of ``state_dict()``'s keys; a checkpoint loads into it in place)."""
+        load_in_place(self.state_dict(), state)
 
     def take_table_gradients(self) -> list[RowGradient]:
         """Each of the stage's tables' gradient since the last call, averaged over replicas."""

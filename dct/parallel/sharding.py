@@ -25,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from dct.config import SHARDING_MODES, ConfigError
+from dct.config import ConfigError
+from dct.config.checks import check_sharding
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,7 @@ def plan_sharding(
 
     Raises ``ConfigError`` for an unknown ``mode`` or a table that fits no rank's budget.
     """
-    if mode not in SHARDING_MODES:
-        raise ConfigError(f"parallel.sharding={mode!r} is unknown; use one of {SHARDING_MODES}")
+    check_sharding(mode)
     budget_bytes = None if budget_gb is None else budget_gb * 2**30
     sizes = [rows * bytes_per_row for rows in table_sizes]
     share = sum(sizes) / mp_size

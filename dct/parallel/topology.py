@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from dct.config import ConfigError, RunConfig, model_parallel_size
+from dct.config.checks import check_mp_size, check_tables_per_rank
 
 
 @dataclass(frozen=True)
@@ -31,21 +32,8 @@ class GridShape:
     whole_tables: bool = True
 
     def __post_init__(self) -> None:
-        if self.mp_size < 1:
-            raise ConfigError(f"parallel.mp_size={self.mp_size} must be >= 1")
-        if self.world_size % self.mp_size != 0:
-            raise ConfigError(
-                f"parallel.mp_size={self.mp_size} does not divide the world size "
-                f"{self.world_size}: choose an mp_size among "
-                f"{[d for d in range(1, self.world_size + 1) if self.world_size % d == 0]} "
-                f"or launch a multiple of {self.mp_size} processes"
-            )
-        if self.whole_tables and self.mp_size > self.num_tables:
-            raise ConfigError(
-                f"parallel.mp_size={self.mp_size} exceeds the number of embedding tables "
-                f"({self.num_tables}) with parallel.sharding=table: use mp_size <= "
-                f"{self.num_tables}, or parallel.sharding=auto to cut tables into row blocks"
-            )
+        check_mp_size(self.mp_size, self.world_size)
+        check_tables_per_rank(self.mp_size, self.num_tables, self.whole_tables)
 
     @property
     def dp_size(self) -> int:

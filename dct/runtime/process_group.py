@@ -12,7 +12,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
-from dct.config import ConfigError
+from dct.config.checks import check_backend
+from dct.config.runtime_checks import check_backend_device
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +26,16 @@ class Backend:
 
 def choose_backend(requested: str) -> Backend:
     """``auto`` is nccl on CUDA when a GPU is visible, else gloo on CPU."""
+    check_backend(requested)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available()
     if requested == "auto":
         requested = "nccl" if cuda else "gloo"
+    check_backend_device(requested, cuda)
     if requested == "nccl":
-        if not cuda:
-            raise ConfigError("parallel.backend=nccl needs a CUDA GPU; use gloo or auto")
         torch.cuda.set_device(local_rank)
         return Backend("nccl", torch.device("cuda", local_rank))
-    if requested == "gloo":
-        return Backend("gloo", torch.device("cpu"))
-    raise ConfigError(f"parallel.backend={requested!r} is unknown; use auto, gloo or nccl")
+    return Backend("gloo", torch.device("cpu"))
 
 
 def _attempt_store(timeout: timedelta) -> dist.Store:

@@ -15,6 +15,7 @@ import os
 import torch
 
 from dct.config import ConfigError
+from dct.config.checks import check_threads
 
 OMP_ENV = "OMP_NUM_THREADS"
 
@@ -22,8 +23,7 @@ OMP_ENV = "OMP_NUM_THREADS"
 def choose_threads(setting: int | None, environ: dict[str, str]) -> tuple[int, str]:
     """The thread count and why: ``parallel.threads``, else ``OMP_NUM_THREADS``, else 1."""
     if setting is not None:
-        if setting < 1:
-            raise ConfigError(f"parallel.threads={setting} must be at least 1, or null")
+        check_threads(setting)
         return setting, f"parallel.threads={setting}"
     given = environ.get(OMP_ENV)
     if given:

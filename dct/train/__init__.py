@@ -1,2 +1,2 @@
-"""The training loop, its optimizers, evaluation, checkpointing in the loop, metric sinks and
+"""The training loop, its optimizers, evaluation, metric sinks and
 reports."""

@@ -12,10 +12,12 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from dct.checkpoint.run_state import RunState
+from dct.checkpoint.manager import CheckpointManager
+from dct.checkpoint.meta import grid
 from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import REPORTED, ByteMeter, ChannelBytes
-from dct.config import ConfigError, RunConfig, mp_codec_names
+from dct.config import RunConfig, mp_codec_names
+from dct.config.runtime_checks import check_fbgemm_installed
 from dct.data.rank_batches import RankBatch, RankReader
 from dct.data.sources import open_source
 from dct.embedding.fused import fbgemm_available
@@ -24,9 +26,10 @@ from dct.parallel.hybrid import HybridDLRM, embedding_codecs, mp_codecs
 from dct.parallel.pipeline_model import PipelineDLRM
 from dct.parallel.sharding import ShardingPlan, plan_sharding
 from dct.parallel.topology import Topology
+from dct.runtime import acceptance
 from dct.runtime.faults import Diverged, Stopped, check_losses, likely_cause
 from dct.train import compression_report
-from dct.train.checkpointing import Checkpointing
+from dct.train.checkpoint_states import rank_states
 from dct.train.density_report import DensityBand
 from dct.train.evaluation import EvalResult, evaluate
 from dct.train.memory_report import MemoryReport, memory_report
@@ -114,23 +117,13 @@ def _fused_tables(cfg: RunConfig, topology: Topology) -> tuple[str, float, float
     """The fused kernel's optimizer (name, lr, eps) if ``model.table_kernel`` picks FBGEMM.
 
     Its optimizer runs inside backward, so no row gradient exists to average over replicas or
-    to threshold: ``fbgemm`` there, or not installed, is a ``ConfigError``; ``auto`` falls back
-    to ``torch``.
+    to threshold: ``fbgemm`` there is refused by ``validate``, and ``fbgemm`` not installed here;
+    ``auto`` falls back to ``torch``.
     """
     kernel = cfg.model.table_kernel
     replicated = topology.dp_size > 1
-    if kernel == "fbgemm" and replicated:
-        raise ConfigError(
-            "model.table_kernel=fbgemm updates tables inside backward, but replicas "
-            f"(dp_size={topology.dp_size}) must average row gradients first: use "
-            "model.table_kernel=torch, or parallel.mp_size equal to the world size"
-        )
     available = fbgemm_available()
-    if kernel == "fbgemm" and not available:
-        raise ConfigError(
-            "model.table_kernel=fbgemm needs FBGEMM: pip install -e '.[fbgemm]' "
-            "(fbgemm-gpu-cpu; fbgemm-gpu on CUDA), or use model.table_kernel=torch"
-        )
+    check_fbgemm_installed(kernel, available)
     if kernel == "torch" or replicated or not available:
         return None
     optim = cfg.optim
@@ -230,13 +223,21 @@ def train(
 
     Every rank must call this with the same ``cfg``; all of them return the same losses and
     evaluation results. With ``run_dir``, checkpoints are resumed from and saved as
-    ``cfg.train`` says (``dct.train.checkpointing``), and the sinks are rewound to the step
+    ``cfg.train`` says (``dct.checkpoint.manager``), and the sinks are rewound to the step
     resumed from.
     """
     torch.manual_seed(cfg.seed)
     meter = ByteMeter()
     model = build_model(cfg, topology, meter, device)
-    optimizers = Optimizers(cfg.optim, cfg.train.lr, model.dense_parameters(), model.tables)
+    shards = [shard for shard, _ in model.table_blocks()]
+    optimizers = Optimizers(
+        cfg.optim,
+        cfg.train.lr,
+        model.dense_named_parameters(),
+        model.tables,
+        shards,
+        model.fused,
+    )
     reader = _reader(cfg, topology, model, device)
     steps, log_every, eval_every = cfg.train.steps, cfg.train.log_every, cfg.train.eval_every
     batch_size = cfg.train.batch_size
@@ -244,11 +245,18 @@ def train(
     checkpoints = None
     progress = TrainProgress()
     if run_dir is not None:
-        state = RunState(cfg, topology, model, optimizers, meter, band)
-        checkpoints = Checkpointing(cfg, run_dir, state)
-        progress = checkpoints.resume() or progress
+        checkpoints = CheckpointManager(
+            cfg,
+            run_dir,
+            {"model": model, "optim": optimizers},
+            rank_states(model, topology, shards, meter, band, progress),
+            grid(cfg, topology, model.plan if isinstance(model, HybridDLRM) else None),
+        )
+        checkpoints.resume()
         for sink in sinks:
             sink.rewind(progress.step)
+    # Config checked, checkpoint (if any) loaded: the run is accepted (dct.runtime.acceptance).
+    acceptance.accept()
     pending: list[torch.Tensor] = []
     traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
     bar = tqdm(
@@ -302,7 +310,7 @@ def train(
                 # Per-step traffic scalars describe training steps only.
                 traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
             if checkpoints is not None:
-                checkpoints.after_step(progress)
+                checkpoints.save_if_due(step)
     except Stopped as stop:
         raise stop.at(progress.step) from None
     finally:

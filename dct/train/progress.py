@@ -24,12 +24,9 @@ class TrainProgress:
         """Numbers, lists and dicts only (loadable with ``weights_only=True``)."""
         return {**asdict(self), "history": [asdict(result) for result in self.history]}
 
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> TrainProgress:
-        return cls(
-            step=int(state["step"]),
-            losses=list(state["losses"]),
-            step_times=list(state["step_times"]),
-            read_times=list(state["read_times"]),
-            history=[EvalResult(**result) for result in state["history"]],
-        )
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.losses = list(state["losses"])
+        self.step_times = list(state["step_times"])
+        self.read_times = list(state["read_times"])
+        self.history = [EvalResult(**result) for result in state["history"]]

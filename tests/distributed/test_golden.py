@@ -15,13 +15,13 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from dct.config import (
-    DataConfig,
     DCTDPConfig,
     ModelConfig,
     OptimConfig,
     OutputConfig,
     ParallelConfig,
     RunConfig,
+    SyntheticDataConfig,
     TrainConfig,
     model_parallel_size,
 )
@@ -56,7 +56,7 @@ def small_config(
     return RunConfig(
         seed=3,
         model=ModelConfig(embedding_dim=8, bottom_mlp=[16, 8], top_mlp=[16], table_kernel=kernel),
-        data=DataConfig(cardinalities=[50, 400, 30, 1000, 7, 120, 60], eval_size=200),
+        data=SyntheticDataConfig(cardinalities=[50, 400, 30, 1000, 7, 120, 60], eval_size=200),
         parallel=ParallelConfig(mp_size=mp_size, sharding=sharding),
         optim=OptimConfig(name=optim, adagrad_eps=ADAGRAD_EPS, tables=tables or optim),
         train=TrainConfig(steps=12, batch_size=64, lr=0.3, eval_every=6, log_every=5),

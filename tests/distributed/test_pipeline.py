@@ -20,14 +20,14 @@ import torch.distributed as dist
 from dct.comm.codec import DENSE
 from dct.comm.dct_mp import dct_mp_codecs
 from dct.comm.meter import ByteMeter
-from dct.config import DataConfig
+from dct.config import SyntheticDataConfig
 from dct.data.synthetic import SyntheticClicks
 from dct.parallel.pipeline import PipelineStage
 from models.dlrm import DLRM
 from models.dlrm_stages import split_dlrm
 from tests.distributed.spawn import run_ranks
 
-DATA = DataConfig(cardinalities=[50, 20, 80, 10, 30])
+DATA = SyntheticDataConfig(cardinalities=[50, 20, 80, 10, 30])
 BATCH, STEPS, LR = 64, 6, 0.1
 
 

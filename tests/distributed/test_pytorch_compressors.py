@@ -31,13 +31,13 @@ from dct.comm.pytorch_compressors import (
     metered_powersgd_hook,
 )
 from dct.config import (
-    DataConfig,
     DPHookConfig,
     ModelConfig,
     OptimConfig,
     OutputConfig,
     ParallelConfig,
     RunConfig,
+    SyntheticDataConfig,
     TrainConfig,
     model_parallel_size,
 )
@@ -232,7 +232,7 @@ def small_run(mp_mode: str, dp_hook: DPHookConfig) -> RunConfig:
             bottom_mlp=[16, 8],
             top_mlp=[16],
         ),
-        data=DataConfig(cardinalities=[50, 400, 30, 1000, 7, 120, 60], eval_size=256),
+        data=SyntheticDataConfig(cardinalities=[50, 400, 30, 1000, 7, 120, 60], eval_size=256),
         parallel=ParallelConfig(
             mp_mode=mp_mode, cuts=["bottom_mlp.1"] if mp_mode == "pipeline" else []
         ),

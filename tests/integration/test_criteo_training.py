@@ -66,7 +66,8 @@ def test_two_ranks_train_on_real_rows_as_one_process_does(preprocessed, tmp_path
 
 
 def test_a_missing_directory_is_one_clear_line(tmp_path):
-    done = launch([*RUN, f"data.path={tmp_path / 'absent'}"], nproc=None)
+    run_dir = f"hydra.run.dir={tmp_path / 'run'}"
+    done = launch([*RUN, f"data.path={tmp_path / 'absent'}", run_dir], nproc=None)
     assert done.returncode == 2
     assert f"data error: {tmp_path / 'absent'}: no such directory" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr

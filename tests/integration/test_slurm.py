@@ -22,6 +22,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from dct.config import RunConfig
+from dct.config.store import register_schemas
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = str(REPO / "launch" / "slurm" / "train.sbatch")
@@ -265,6 +266,22 @@ def test_a_job_that_cannot_run_stops_with_one_line(slurm, args, job, says):
     assert not slurm.srun_called()
 
 
+def test_the_log_opens_in_a_fresh_clone():
+    # Slurm creates no directory for --output: a job whose log cannot be opened ends before its
+    # first line and leaves no log anywhere. Its directory must be one every clone has.
+    outputs = [
+        line.removeprefix("#SBATCH --output=")
+        for line in Path(SCRIPT).read_text().splitlines()
+        if line.startswith("#SBATCH --output=")
+    ]
+    assert len(outputs) == 1
+    log_dir = Path(outputs[0]).parent
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", str(log_dir)], cwd=REPO, capture_output=True, text=True
+    )
+    assert not log_dir.is_absolute() and tracked.returncode == 0 and tracked.stdout.strip()
+
+
 def test_the_example_sweep_composes(tmp_path):
     lines = [
         line.split()
@@ -272,7 +289,7 @@ def test_the_example_sweep_composes(tmp_path):
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert len(lines) == 4
-    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    register_schemas(ConfigStore.instance(), REPO / "configs")
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         for overrides in lines:
             config = compose("train", overrides=["parallel.mp_size=8", *overrides])
@@ -287,8 +304,8 @@ def free_port() -> int:
 
 def test_two_nodes_on_this_machine_rendezvous_and_train(slurm, tmp_path):
     # Two agents of one process each meet at the c10d rendezvous, as on two nodes. The job's
-    # working directory holds the entry point and configs, as the repository would, and
-    # outputs/ fills there, not in the repository.
+    # working directory holds the entry point and configs, as a fresh clone would (no outputs/),
+    # and outputs/ fills there, not in the repository.
     work = tmp_path / "work"
     work.mkdir()
     for name in ("launch", "configs"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dct.checkpoint.run_state import FORMAT, check_meta, fingerprint
+from dct.checkpoint.meta import FORMAT, check_meta, fingerprint
 from dct.checkpoint.store import CheckpointError
 from dct.config import RunConfig
 
@@ -56,3 +56,11 @@ def test_a_checkpoint_past_the_end_is_refused():
 def test_another_programs_checkpoint_is_refused(meta):
     with pytest.raises(CheckpointError, match="is not a dct checkpoint"):
         check_meta(meta, RunConfig(), SOURCE)
+
+
+def test_an_earlier_versions_checkpoint_says_what_still_reads_it():
+    meta = {**meta_of(RunConfig()), "format": FORMAT - 1}
+    with pytest.raises(CheckpointError, match="is not a dct checkpoint") as error:
+        check_meta(meta, RunConfig(), SOURCE)
+    assert f"an earlier version wrote it (format {FORMAT - 1})" in str(error.value)
+    assert "dct.export" in str(error.value)

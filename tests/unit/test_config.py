@@ -11,13 +11,18 @@ from omegaconf import OmegaConf
 
 from dct.config import (
     AUTO_CHECKPOINT_EVERY,
+    DATA_SOURCES,
     ConfigError,
+    CriteoDataConfig,
     RunConfig,
+    SyntheticDataConfig,
     checkpoint_every,
     model_parallel_size,
     mp_codec_names,
     validate,
 )
+from dct.config.help import help_text, leaf_keys
+from dct.config.store import register_schemas, unknown_data_key
 from models.dlrm import DLRM
 from models.dlrm_stages import cut_names
 
@@ -51,9 +56,13 @@ def pipeline(cuts=("bottom_mlp.0",), **parallel):
 
 
 def with_settings(settings):
-    """``RunConfig()`` with ``{"group.key": value}`` set, in order."""
+    """``RunConfig()`` with ``{"group.key": value}`` set, in order; ``data.name`` set to a known
+    source swaps in that source's schema, as ``data=<source>`` does."""
     cfg = RunConfig()
     for key, value in settings.items():
+        if key == "data.name" and value in DATA_SOURCES:
+            cfg.data = DATA_SOURCES[value]()
+            continue
         *path, name = key.split(".")
         node = cfg
         for part in path:
@@ -73,7 +82,7 @@ def setting_keys(node, prefix=""):
 
 def composed(*overrides):
     """The run config ``launch/train.py`` would get from ``overrides``."""
-    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    register_schemas(ConfigStore.instance(), CONFIGS)
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return OmegaConf.to_object(compose("train", overrides=list(overrides)))
 
@@ -90,6 +99,7 @@ def test_defaults_are_valid():
 
 
 PIPELINE = {"parallel.mp_mode": "pipeline", "parallel.cuts": ["bottom_mlp.1"]}
+CRITEO = {"data.name": "criteo", "data.path": "/data/criteo"}
 # One impossible value of a setting, the other settings it needs (if any), and the message.
 SWEEP = [
     ("seed", -1, {}, "seed=-1 must be >= 0"),
@@ -110,9 +120,9 @@ SWEEP = [
     ("data.name", "criteo", {}, "data=criteo needs data.path=DIR"),
     ("data.seed", -1, {}, "data.seed=-1 must be >= 0, or null to follow seed"),
     ("data.path", "", {"data.name": "criteo"}, "data=criteo needs data.path=DIR"),
-    ("data.eval_path", "", {}, "data.eval_path='' must be a directory, or null"),
-    ("data.eval_fraction", 1.0, {}, "data.eval_fraction=1.0 must be in (0, 1)"),
-    ("data.eval_fraction", 0.0, {}, "data.eval_fraction=0.0 must be in (0, 1)"),
+    ("data.eval_path", "", CRITEO, "data.eval_path='' must be a directory, or null"),
+    ("data.eval_fraction", 1.0, CRITEO, "data.eval_fraction=1.0 must be in (0, 1)"),
+    ("data.eval_fraction", 0.0, CRITEO, "data.eval_fraction=0.0 must be in (0, 1)"),
     ("data.num_dense", 0, {}, "data.num_dense=0 must be >= 1"),
     ("data.cardinalities", [], {}, "data.cardinalities=[] needs at least one table"),
     ("data.cardinalities", [10, 0], {}, "data.cardinalities[1]=0 must be >= 1"),
@@ -137,6 +147,7 @@ SWEEP = [
     ("parallel.timeout_s", 0.0, {}, "parallel.timeout_s=0.0 must be > 0 (seconds)"),
     ("parallel.timeout_s", -5.0, {}, "parallel.timeout_s=-5.0 must be > 0 (seconds)"),
     ("parallel.timeout_s", math.inf, {}, "parallel.timeout_s=inf must be a finite number"),
+    ("parallel.threads", 0, {}, "parallel.threads=0 must be at least 1, or null"),
     ("optim.name", "adam", {}, "optim='adam': use sgd or adagrad"),
     ("optim.adagrad_eps", -1e-8, {}, "optim.adagrad_eps=-1e-08 must be >= 0"),
     ("optim.tables", "adam", {}, "optim.tables='adam': use one of sgd, adagrad, rowwise_adagrad"),
@@ -179,15 +190,14 @@ SWEEP = [
     ("dp_hook.name", "topk", {}, "dp_hook.name='topk': use allreduce, fp16 or powersgd"),
     ("dp_hook.powersgd_rank", 0, {}, "dp_hook.powersgd_rank=0 must be >= 1"),
     ("dp_hook.powersgd_start_step", 1, {}, "dp_hook.powersgd_start_step=1 must be >= 2"),
+    ("output.log_level", "verbose", {}, "output.log_level='verbose': use one of debug, info, war"),
 ]
-# Settings no value of which is impossible alone (switches), or checked where they take effect
-# (``parallel.threads``: ``dct.runtime.threads``).
+# Settings no value of which is impossible alone (switches).
 FREE = {
     "dct.dp.enabled",
     "dct.mp.enabled",
     "output.tensorboard",
     "output.progress_bar",
-    "parallel.threads",
 }
 
 
@@ -205,7 +215,10 @@ def test_impossible_setting_is_named(key, value, context, message):
 
 def test_every_setting_is_swept_or_free():
     """A new setting gets a case in ``SWEEP`` (and its check), or a place in ``FREE``."""
-    assert set(setting_keys(RunConfig())) == {key for key, *_ in SWEEP} | FREE
+    keys = {
+        key for source in DATA_SOURCES.values() for key in setting_keys(RunConfig(data=source()))
+    }
+    assert keys == {key for key, *_ in SWEEP} | FREE
 
 
 @pytest.mark.parametrize(
@@ -304,3 +317,118 @@ def test_checkpoint_interval(steps, log_every, every, expected):
 def test_mp_codec_names(changes, names):
     """``dct.mp.codec`` decides; unset, ``enabled`` means DCT-MP's top-k, as it always has."""
     assert mp_codec_names(with_dct_mp(**changes).dct.mp) == names
+
+
+@pytest.mark.parametrize(
+    "overrides, schema",
+    [
+        ([], SyntheticDataConfig),
+        (["data=synthetic_kaggle"], SyntheticDataConfig),
+        (["data=criteo", "data.path=/data/criteo"], CriteoDataConfig),
+    ],
+)
+def test_each_data_file_composes_its_own_schema(overrides, schema):
+    """A source's config holds its own keys, typed by its schema, and no other source's."""
+    data = composed(*overrides).data
+    assert type(data) is schema
+    assert [item.name for item in dataclasses.fields(data)] == [
+        item.name for item in dataclasses.fields(schema)
+    ]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["data=criteo", "data.num_dense=1"],
+            "data.num_dense is not a key of data=criteo (its keys: name, eval_size, path, "
+            "eval_path, eval_fraction)",
+        ),
+        (
+            ["data=criteo", "data.cardinalities=[4,5]"],
+            "data.cardinalities is not a key of data=cri",
+        ),
+        (["data.path=/data/criteo"], "data.path is not a key of data=synthetic (its keys: name, "),
+        (["data=synthetic_kaggle", "data.eval_fraction=0.5"], "data.eval_fraction is not a key of"),
+    ],
+)
+def test_a_key_of_another_data_source_is_refused_naming_key_and_source(overrides, message):
+    with pytest.raises(ConfigCompositionException) as error:
+        composed(*overrides)
+    assert message in (unknown_data_key(error.value) or "")
+
+
+def test_a_key_added_with_plus_is_refused_too():
+    """Hydra's ``+key=value`` adds a key the schema lacks; OmegaConf keeps it as an attribute."""
+    cfg = composed("data=criteo", "data.path=/data/criteo", "+data.num_dense=1")
+    with raises_config_error("data.num_dense is not a key of data=criteo (its keys: name, "):
+        validate(cfg, world_size=1)
+    with raises_config_error("train.stpes is not a key of train (its keys: steps, batch_size"):
+        validate(composed("+train.stpes=5"), world_size=1)
+
+
+def test_another_error_is_not_taken_for_a_data_key():
+    with pytest.raises(ConfigCompositionException) as error:
+        composed("train.stpes=5")
+    assert unknown_data_key(error.value) is None
+
+
+def test_data_name_is_not_how_a_source_is_chosen():
+    cfg = RunConfig(data=SyntheticDataConfig(name="criteo"))
+    with raises_config_error("data.name='criteo' with the settings of another source: pick the"):
+        validate(cfg, world_size=1)
+
+
+@pytest.mark.parametrize(
+    "cfg, world, message",
+    [
+        (pipeline(cuts=["bottom_mlp.0", "bottom_mlp.0"]), 3, "name a layer twice"),
+        (with_changes(parallel={"mp_size": 3}), 4, "parallel.mp_size=3 does not divide the world"),
+        (
+            with_changes(parallel={"mp_size": 4, "sharding": "table"}, data={"cardinalities": [5]}),
+            4,
+            "parallel.mp_size=4 exceeds the number of embedding tables (1)",
+        ),
+        (
+            with_changes(model={"table_kernel": "fbgemm"}),
+            2,
+            "model.table_kernel=fbgemm updates tables inside backward, but replicas (dp_size=2)",
+        ),
+    ],
+)
+def test_rules_that_need_the_world_size_run_in_validate(cfg, world, message):
+    """Checked before the process group starts, not where the grid or the tables are built."""
+    with raises_config_error(message):
+        validate(cfg, world_size=world)
+
+
+def test_fbgemm_tables_without_replicas_are_valid():
+    validate(with_changes(model={"table_kernel": "fbgemm"}, parallel={"mp_size": 2}), 2)
+
+
+def test_help_describes_every_key_of_every_source_and_every_experiment():
+    text = help_text(CONFIGS)
+    lines = text.splitlines()
+    schemas = [RunConfig(data=source()) for source in DATA_SOURCES.values()]
+    for key, _, about in (key for cfg in schemas for key in leaf_keys(cfg)):
+        assert about, f"{key} has no help"
+        assert any(line.split()[:1] == [key] and line.endswith(about) for line in lines), key
+    for group in ("model", "data", "parallel", "optim", "train", "dct", "dp_hook"):
+        options = sorted(path.stem for path in (CONFIGS / group).glob("*.yaml"))
+        assert f"({group}={', '.join(options)})" in text
+    for path in (CONFIGS / "experiment").glob("*.yaml"):
+        first = next(
+            line
+            for line in path.read_text().splitlines()
+            if line.startswith("# ") and "@" not in line
+        )
+        assert f"  {path.stem}: {first[2:]}" in lines
+
+
+def test_the_configuration_page_names_every_key():
+    """docs/configuration.md lists each key in its group's row, as `key` (`dp.density` in dct)."""
+    page = (CONFIGS.parent / "docs" / "configuration.md").read_text()
+    schemas = [RunConfig(data=source()) for source in DATA_SOURCES.values()]
+    for key, _, _ in (key for cfg in schemas for key in leaf_keys(cfg)):
+        short = key.split(".", 1)[-1]
+        assert f"`{short}`" in page, key

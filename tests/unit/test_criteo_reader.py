@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from dct.config import ConfigError, RunConfig
+from dct.config import ConfigError, CriteoDataConfig, RunConfig
 from dct.data.criteo import CriteoClicks
 from dct.data.criteo_format import (
     DENSE_FILE,
@@ -128,7 +128,7 @@ def test_a_manifest_from_another_version_or_garbled_is_refused(tmp_path):
 
 def criteo_config(path: Path, batch_size: int, eval_size: int) -> RunConfig:
     cfg = RunConfig()
-    cfg.data = dataclasses.replace(cfg.data, name="criteo", path=str(path), eval_size=eval_size)
+    cfg.data = CriteoDataConfig(path=str(path), eval_size=eval_size)
     cfg.train = dataclasses.replace(cfg.train, batch_size=batch_size)
     return cfg
 

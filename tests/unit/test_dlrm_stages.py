@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from dct.config import DataConfig
+from dct.config import SyntheticDataConfig
 from dct.data.synthetic import SyntheticClicks
 from models.dlrm import DLRM
 from models.dlrm_stages import CutError, cut_names, split_dlrm
 
-DATA = DataConfig(cardinalities=[40, 7, 90])
+DATA = SyntheticDataConfig(cardinalities=[40, 7, 90])
 
 
 def model() -> DLRM:

@@ -31,7 +31,7 @@ def test_state_counts_parameters_and_both_optimizers_once() -> None:
         ("adagrad", "adagrad", 2 * table + 2 * linear),
     ]:
         cfg = OptimConfig(name=dense, tables=tables)
-        optimizers = Optimizers(cfg, 0.1, model.linear.parameters(), [model.table])
+        optimizers = Optimizers(cfg, 0.1, model.linear.named_parameters(), [model.table])
         assert state_bytes(model, optimizers) == expected
 
 

@@ -20,7 +20,7 @@ def test_nccl_without_gpu_says_what_to_use():
 
 
 def test_unknown_backend_is_named():
-    with pytest.raises(ConfigError, match="parallel.backend='mpi' is unknown"):
+    with pytest.raises(ConfigError, match="parallel.backend='mpi': use one of auto, gloo, nccl"):
         choose_backend("mpi")
 
 

@@ -82,5 +82,5 @@ def test_a_table_that_fits_nowhere_is_one_line_naming_table_and_budget(mode):
 
 
 def test_unknown_mode_is_an_error():
-    with pytest.raises(ConfigError, match="parallel.sharding='rows' is unknown"):
+    with pytest.raises(ConfigError, match="parallel.sharding='rows': use one of auto, table, row"):
         plan_sharding([10], 1, ROW_BYTES, "rows")

@@ -1,6 +1,10 @@
+import errno
 import json
 
+import pytest
+
 from dct.train.sinks import JsonLinesSink, TensorBoardSink, write_json_atomically
+from tests.full_disk import fill, tiny_disk
 
 
 def test_json_lines_sink_appends_one_object_per_write(tmp_path):
@@ -57,3 +61,27 @@ def test_rewound_tensorboard_purges_later_steps(tmp_path):
         (20, 20.0),
         (30, 3.0),
     ]
+
+
+def test_a_full_disk_leaves_whole_lines_and_names_the_file(tmp_path):
+    with tiny_disk(tmp_path / "disk") as disk:
+        path = disk / "metrics.jsonl"
+        sink = JsonLinesSink(path)
+        with pytest.raises(OSError) as raised:
+            for step in range(1, 1000):
+                sink.write(step, {"train/loss": 0.5, "name": "x" * 100})
+        sink.close()
+        assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(path)
+        lines = path.read_text().splitlines(keepends=True)
+        assert [json.loads(line)["step"] for line in lines] == list(range(1, len(lines) + 1))
+        assert lines and lines[-1].endswith("\n")
+
+
+def test_a_full_disk_leaves_no_metrics_json(tmp_path):
+    with tiny_disk(tmp_path / "disk") as disk:
+        fill(disk)
+        with pytest.raises(OSError) as raised:
+            write_json_atomically(disk / "metrics.json", {"auc": 0.5})
+        assert raised.value.errno == errno.ENOSPC
+        assert raised.value.filename == str(disk / "metrics.json")
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]

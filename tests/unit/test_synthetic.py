@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from dct.config import DataConfig
+from dct.config import SyntheticDataConfig
 from dct.data.batch import Batch, SparseFeatures
 from dct.data.synthetic import SyntheticClicks
 
@@ -22,12 +22,12 @@ EVAL_SAMPLES = 16384
 
 @pytest.fixture(scope="module")
 def clicks() -> SyntheticClicks:
-    return SyntheticClicks(DataConfig(), seed=0)
+    return SyntheticClicks(SyntheticDataConfig(), seed=0)
 
 
 @pytest.fixture(scope="module")
 def multi_hot() -> SyntheticClicks:
-    return SyntheticClicks(DataConfig(ids_per_feature=3), seed=0)
+    return SyntheticClicks(SyntheticDataConfig(ids_per_feature=3), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,10 @@ def test_range_equals_its_parts_requested_separately(
 
 def test_same_seed_same_samples_and_other_seed_or_split_differs(clicks: SyntheticClicks) -> None:
     batch = clicks.samples("train", 100, 256)
-    assert_identical(SyntheticClicks(DataConfig(), seed=0).samples("train", 100, 256), batch)
-    other_seed = SyntheticClicks(DataConfig(), seed=1).samples("train", 100, 256)
+    assert_identical(
+        SyntheticClicks(SyntheticDataConfig(), seed=0).samples("train", 100, 256), batch
+    )
+    other_seed = SyntheticClicks(SyntheticDataConfig(), seed=1).samples("train", 100, 256)
     eval_stream = clicks.samples("eval", 100, 256)
     for other in (other_seed, eval_stream):
         assert not torch.equal(other.dense, batch.dense)
@@ -100,7 +102,7 @@ def test_same_seed_same_samples_and_other_seed_or_split_differs(clicks: Syntheti
 
 @pytest.mark.parametrize("ids_per_feature", [1, 3])
 def test_shapes_dtypes_ranges_and_offsets(ids_per_feature: int) -> None:
-    cfg = DataConfig(ids_per_feature=ids_per_feature)
+    cfg = SyntheticDataConfig(ids_per_feature=ids_per_feature)
     n = 300
     batch = SyntheticClicks(cfg, seed=3).samples("train", 70, n)
     assert batch.num_samples == batch.sparse.num_samples == n
@@ -117,7 +119,7 @@ def test_shapes_dtypes_ranges_and_offsets(ids_per_feature: int) -> None:
 
 
 def test_empty_range() -> None:
-    batch = SyntheticClicks(DataConfig(), seed=0).samples("eval", 64, 0)
+    batch = SyntheticClicks(SyntheticDataConfig(), seed=0).samples("eval", 64, 0)
     assert batch.num_samples == 0 and batch.dense.shape == (0, 13)
     assert all(torch.equal(o, torch.zeros(1, dtype=torch.int64)) for o in batch.sparse.offsets)
 
@@ -133,7 +135,7 @@ def test_dense_features_are_log1p_of_heavy_tailed_counts(eval_batch: Batch) -> N
 
 def test_small_table_follows_zipf_law(eval_batch: Batch) -> None:
     """Sorted id frequencies of a 10-id table match P(rank r) ~ r^-s within 5 standard errors."""
-    cfg = DataConfig()
+    cfg = SyntheticDataConfig()
     table = cfg.cardinalities.index(10)
     counts = np.bincount(eval_batch.sparse.values[table].numpy(), minlength=10)
     mass = np.arange(1, 11, dtype=np.float64) ** -cfg.zipf_exponent
@@ -143,7 +145,7 @@ def test_small_table_follows_zipf_law(eval_batch: Batch) -> None:
 
 
 def test_large_table_is_skewed(eval_batch: Batch) -> None:
-    cfg = DataConfig()
+    cfg = SyntheticDataConfig()
     table = int(np.argmax(cfg.cardinalities))
     ids = eval_batch.sparse.values[table].numpy()
     counts = np.bincount(ids, minlength=cfg.cardinalities[table])
@@ -162,7 +164,7 @@ def test_labels_are_bernoulli_of_click_prob(eval_batch: Batch) -> None:
 def test_teacher_matches_naive_factorisation_machine() -> None:
     """The vectorised logit equals a per-sample loop over every pair of tables, reading the
     hidden teacher one id at a time (its rank is the inverse of the id map)."""
-    cfg = DataConfig(cardinalities=[7, 50, 3, 20], ids_per_feature=2, teacher_scale=1.5)
+    cfg = SyntheticDataConfig(cardinalities=[7, 50, 3, 20], ids_per_feature=2, teacher_scale=1.5)
     data = SyntheticClicks(cfg, seed=5)
     batch = data.samples("train", 10, 40)
     bag = cfg.ids_per_feature
@@ -211,11 +213,11 @@ def test_bad_arguments_raise(clicks: SyntheticClicks, split: str, start: int, co
 
 def test_negative_seed_raises() -> None:
     with pytest.raises(ValueError):
-        SyntheticClicks(DataConfig(), seed=-1)
+        SyntheticClicks(SyntheticDataConfig(), seed=-1)
 
 
 def test_config_is_exposed() -> None:
-    cfg = dataclasses.replace(DataConfig(), num_dense=5, cardinalities=[4, 9])
+    cfg = dataclasses.replace(SyntheticDataConfig(), num_dense=5, cardinalities=[4, 9])
     data = SyntheticClicks(cfg, seed=0)
     assert data.num_dense == 5 and data.cardinalities == [4, 9]
     assert data.samples("train", 0, 8).dense.shape == (8, 5)
@@ -253,7 +255,7 @@ KAGGLE = [
 
 def test_kaggle_scale_holds_little_and_draws_every_table_in_range() -> None:
     """33.76M rows: what the generator stores stays at its Zipf heads (26 x 512 KiB)."""
-    data = SyntheticClicks(DataConfig(cardinalities=KAGGLE), seed=0)
+    data = SyntheticClicks(SyntheticDataConfig(cardinalities=KAGGLE), seed=0)
     stored = sum(
         a.nbytes
         for value in vars(data).values()

@@ -1,0 +1,80 @@
+"""A checkpoint's ``meta`` entry: what wrote it, and whether a run may continue from it.
+
+A checkpoint is a flat DCP state dict (``dct.checkpoint.dcp_io``):
+
+- ``model/<name>``: every parameter under its name in ``models.dlrm.DLRM``; a table is one
+  ``[rows, dim]`` tensor of which each rank holds row blocks (written once, by replica 0);
+- ``optim/dense/<name>/<key>``: the dense optimizer's state per parameter (Adagrad's ``sum``
+  and ``step``); ``optim/tables/<t>``: the table optimizer's state, row blocks like the table;
+- ``rank/<r>``: what belongs to rank ``r`` alone, one entry per part the trainer hands over
+  (random state, DCT-DP states, DCT-MP's counters, byte meter, density band, progress);
+- ``meta``: the format, step, model shape, optimizers and the grid it was written on.
+
+``dct.checkpoint.manager`` writes and reads these; this module says what ``meta`` holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dct.checkpoint.store import CheckpointError
+from dct.config import RunConfig
+from dct.parallel.sharding import ShardingPlan
+from dct.parallel.topology import Topology
+
+# 2: each rank's record holds one entry per part handed to the manager (1 had a fixed layout).
+FORMAT = 2
+META = "meta"
+
+
+def fingerprint(cfg: RunConfig) -> dict[str, Any]:
+    """The settings a checkpoint's tensors must match, by their config names."""
+    return {
+        "data.num_dense": cfg.data.num_dense,
+        "data.cardinalities": list(cfg.data.cardinalities),
+        "model.embedding_dim": cfg.model.embedding_dim,
+        "model.bottom_mlp": list(cfg.model.bottom_mlp),
+        "model.top_mlp": list(cfg.model.top_mlp),
+        "optim.name": cfg.optim.name,
+        "optim.tables": cfg.optim.tables,
+    }
+
+
+def grid(cfg: RunConfig, topology: Topology, plan: ShardingPlan | None) -> dict[str, Any]:
+    """The grid and, in embedding mode, every MP rank's shards as ``[table, start, stop]``: a
+    checkpoint written on an equal grid restores every rank exactly."""
+    return {
+        "world_size": topology.world_size,
+        "mp_size": topology.mp_size,
+        "mp_mode": cfg.parallel.mp_mode,
+        "cuts": list(cfg.parallel.cuts),  # empty outside pipeline mode (validate)
+        "plan": None
+        if plan is None
+        else [[[s.table, s.start, s.stop] for s in shards] for shards in plan.shards],
+    }
+
+
+def check_meta(meta: Any, cfg: RunConfig, source: Path) -> None:
+    """Raise ``CheckpointError`` naming ``source`` unless ``meta`` is a dct checkpoint's that
+    ``cfg`` can continue: the same model shape and optimizers, a step within ``train.steps``."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        written = meta.get("format") if isinstance(meta, dict) else None
+        earlier = (
+            f": an earlier version wrote it (format {written}), which cannot resume here; "
+            "python -m dct.export still reads its weights, or train.resume=never starts over"
+            if isinstance(written, int) and 0 < written < FORMAT
+            else ""
+        )
+        raise CheckpointError(f"{source} is not a dct checkpoint (format {FORMAT}){earlier}")
+    saved, mine = meta["fingerprint"], fingerprint(cfg)
+    differ = [f"{k}={saved.get(k)} there, {v} here" for k, v in mine.items() if saved.get(k) != v]
+    if differ:
+        raise CheckpointError(
+            f"{source} was written for another model: {'; '.join(differ)} "
+            "(resume with the same settings, or train.resume=never)"
+        )
+    if meta["step"] > cfg.train.steps:
+        raise CheckpointError(
+            f"{source} is at step {meta['step']}, past train.steps={cfg.train.steps}"
+        )
