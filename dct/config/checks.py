@@ -117,7 +117,7 @@ def _one_of(key: str, value: Any, choices: Sequence[str]) -> None:
 
 def not_a_key(key: str, node: Any) -> str:
     """The line for ``key`` (``group.name``), which the schema of ``node`` does not have."""
-    group = key.rsplit(".", 1)[0]
+    group = key.rpartition(".")[0] or "the run config"
     where = f"data={node.name}" if isinstance(node, DataConfig) else group
     keys = ", ".join(item.name for item in fields(node))
     return f"{key} is not a key of {where} (its keys: {keys})"

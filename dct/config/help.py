@@ -2,9 +2,9 @@
 
 Every key's line, and every group's, is its field's ``metadata["help"]``
 (``dct.config.schema.setting``), so the help cannot drift from the schema; a group's options are
-the files under ``configs/<group>/``, and an experiment's description is the first comment line
-of its file. Defaults shown are the schema's; a group file or an experiment may set others
-(``--cfg job`` prints the composed config).
+the files under ``configs/<group>/``, and an experiment's description is the first sentence of
+its file's opening comment. Defaults shown are the schema's; a group file or an experiment may
+set others (``--cfg job`` prints the composed config).
 """
 
 from __future__ import annotations
@@ -100,13 +100,16 @@ def _groups(configs: Path) -> list[tuple[str, list[str]]]:
 
 
 def _experiments(configs: Path) -> list[tuple[str, str]]:
-    """Each experiment and the first comment line of its file (``@package`` lines aside)."""
+    """Each experiment and the first sentence of its file's opening comment (``@package``
+    lines aside)."""
     found = []
     for path in sorted((configs / "experiment").glob("*.yaml")):
-        comments = [
-            line.lstrip("#").strip()
-            for line in path.read_text().splitlines()
-            if line.startswith("#") and not line.startswith("# @package")
-        ]
-        found.append((path.stem, comments[0] if comments else ""))
+        comments = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            if not line.startswith("# @package"):
+                comments.append(line.lstrip("#").strip())
+        sentence = " ".join(comments).split(". ", 1)[0]
+        found.append((path.stem, sentence if sentence.endswith(".") else sentence + "."))
     return found

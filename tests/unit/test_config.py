@@ -422,7 +422,8 @@ def test_help_describes_every_key_of_every_source_and_every_experiment():
             for line in path.read_text().splitlines()
             if line.startswith("# ") and "@" not in line
         )
-        assert f"  {path.stem}: {first[2:]}" in lines
+        entry = next(line for line in lines if line.startswith(f"  {path.stem}: "))
+        assert entry.startswith(f"  {path.stem}: {first[2:]}") and entry.endswith(".")
 
 
 def test_the_configuration_page_names_every_key():
