@@ -6,19 +6,24 @@ Per parameter tensor (layer-wise, as in Gupta et al., KDD 2021), every step::
     if (step - warmup_steps) % update_every == 0:  tau = ceil(density * n)-th largest |acc|
     send acc where |acc| >= tau;  residual = acc - sent             # nothing is lost
     if the layer's sending left the density band:  re-estimate tau and select again
+    with upkeep="track":  tau for the next step corrected from what this step sent
     gradient handed to the optimizer = (sum over ranks of what they sent) / world_size
 
 The first ``warmup_steps`` steps are exact (every nonzero entry, fp32): DDP rebuilds its buckets
 after the first step and the earliest gradients are the largest, so compression starts once both
 have settled. A two-sided guard (``dct.compression.density_guard``) re-estimates a layer's ``tau``
 early when what it sends leaves ``[density / guard_factor, density * guard_factor]``: at once when
-one step sends too much, after ``guard_window`` steps that sent too little. State is keyed by
+one step sends too much, after ``guard_window`` steps that sent too little. With
+``upkeep="track"`` every step also corrects ``tau`` from the count it sent
+(``dct.compression.threshold_tracking``), so drift is followed before it leaves the band and full
+estimates stay rare. State is keyed by
 parameter, not by bucket, so it survives bucket rebuilds and loads into a fresh DDP with another
 bucket layout. (No postponed annotations in this file: DDP checks the hook's ``bucket``
 annotation at registration.)
 """
 
 import logging
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -31,11 +36,18 @@ from dct.comm.meter import ByteMeter
 from dct.comm.sparse_all_reduce import SparseSum, sparse_all_reduce
 from dct.compression.density_guard import OVER, UNDER, DensityGuard, DensityWindow
 from dct.compression.hard_threshold import estimate_threshold, feed_back, select, target_count
+from dct.compression.threshold_tracking import PROBE, TrackedCounts
 from dct.compression.wire_dtype import wire_dtype
+from dct.config.schema import DP_UPKEEPS
 
 log = logging.getLogger(__name__)
 
 MIN_WARMUP_STEPS = 2
+# With tracking the guard is a backstop: it judges a window this long, never one step alone...
+TRACKED_GUARD_WINDOW = 10
+# ...once the first steps after warm-up, where gradients shrink fastest, are behind: the guard
+# judges those as without tracking.
+TRACKING_SETTLES_STEPS = 20
 
 
 @dataclass
@@ -43,6 +55,7 @@ class _Layer:
     residual: Optional[Tensor] = None
     threshold: Optional[float] = None
     window: DensityWindow = field(default_factory=DensityWindow)
+    tracked: TrackedCounts = field(default_factory=TrackedCounts)
 
 
 @dataclass
@@ -73,6 +86,8 @@ class DCTDPState:
             ``dct.compression.density_guard``.
         threshold_sample_size: 0 for an exact top-k; otherwise estimate from this many sampled
             entries of layers larger than that.
+        upkeep: ``guard`` (thresholds change only by estimates: scheduled, or the guard's) or
+            ``track`` (also corrected every step from the count sent; estimates become rare).
         module: the wrapped module, to name layers by parameter name in ``state_dict`` and
             ``thresholds()``; without it layers are named by the order DDP first hands them over.
         meter: records bytes on ``channel``.
@@ -93,6 +108,7 @@ class DCTDPState:
         guard_factor: float = 1.5,
         guard_window: int = 1,
         threshold_sample_size: int = 0,
+        upkeep: str = "guard",
         module: Optional[nn.Module] = None,
         meter: Optional[ByteMeter] = None,
         channel: str = "dp",
@@ -108,13 +124,19 @@ class DCTDPState:
             )
         if threshold_sample_size < 0:
             raise ValueError("threshold_sample_size must be >= 0 (0: exact top-k)")
+        if upkeep not in DP_UPKEEPS:
+            raise ValueError(f"upkeep={upkeep!r} must be one of {', '.join(DP_UPKEEPS)}")
         self.process_group = process_group
         self.density = density
         self.update_every = update_every
         self.warmup_steps = warmup_steps
         self.value_dtype = wire_dtype(value_dtype)
         self.guard = DensityGuard(guard_factor, guard_window)
+        self.backstop = DensityGuard(
+            guard_factor, max(guard_window, TRACKED_GUARD_WINDOW), at_once=False
+        )
         self.threshold_sample_size = threshold_sample_size
+        self.upkeep = upkeep
         self.meter = meter
         self.channel = channel
         self.step = 0
@@ -122,9 +144,14 @@ class DCTDPState:
         self._layer_of: dict[int, str] = {}
         self._layers: dict[str, _Layer] = {}
         self._counters = _Counters()
+        # Wall time spent selecting (thresholds, estimates, residuals), this process only: a
+        # cost report, not state, so a resumed run times its own steps.
+        self._select_seconds = 0.0
+        self._timed_steps = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """Step, residuals (on CPU), thresholds and counters; no process group."""
+        """Step, residuals (on CPU), thresholds, guard windows, tracked counts and counters; no
+        process group."""
         return {
             "step": self.step,
             "layers": {
@@ -132,6 +159,7 @@ class DCTDPState:
                     "residual": None if layer.residual is None else layer.residual.cpu().clone(),
                     "threshold": layer.threshold,
                     "window": vars(layer.window).copy(),
+                    "tracked": vars(layer.tracked).copy(),
                 }
                 for name, layer in self._layers.items()
             },
@@ -142,7 +170,12 @@ class DCTDPState:
         """Continue from ``state_dict()``; residuals move to the gradients' device on first use."""
         self.step = int(state["step"])
         self._layers = {
-            name: _Layer(entry["residual"], entry["threshold"], DensityWindow(**entry["window"]))
+            name: _Layer(
+                entry["residual"],
+                entry["threshold"],
+                DensityWindow(**entry["window"]),
+                TrackedCounts(**entry.get("tracked", {})),
+            )
             for name, entry in state["layers"].items()
         }
         self._counters = _Counters(**state["counters"])
@@ -165,6 +198,11 @@ class DCTDPState:
             "achieved_density": c.entries_sent / c.entries if c.entries else 0.0,
             "ratio": c.bytes_dense / c.bytes_sent if c.bytes_sent else 1.0,
         }
+
+    def select_ms_per_step(self) -> float:
+        """Wall time a compressed step spent selecting (thresholds, estimates included), in
+        this process since it started: a measurement of the machine, not saved in checkpoints."""
+        return 1000 * self._select_seconds / self._timed_steps if self._timed_steps else 0.0
 
     def thresholds(self) -> dict[str, float]:
         """Each layer's current threshold (layers not yet estimated are left out)."""
@@ -192,7 +230,12 @@ class DCTDPState:
     def maybe_increase_step(self, bucket: dist.GradBucket) -> None:
         """A step ends with DDP's last bucket."""
         if bucket.is_last():
-            self.step += 1
+            self.end_step()
+
+    def end_step(self) -> None:
+        if self.compressing:
+            self._timed_steps += 1
+        self.step += 1
 
     def record(self, exchange: SparseSum) -> None:
         self._counters.dense_fallbacks += int(exchange.dense_fallback)
@@ -220,15 +263,25 @@ class DCTDPState:
         as ``(positions in acc, values in the wire dtype)``. ``entries`` is the size of the
         step's gradient, which the target and ``achieved_density`` count against: ``acc.numel()``
         for a dense layer, the touched entries for a table's row gradient."""
+        started = time.perf_counter()
         layer = self._layers.setdefault(name, _Layer())
         target = target_count(entries, self.density)
         if layer.threshold is None or (self.step - self.warmup_steps) % self.update_every == 0:
             layer.threshold = self._estimate(name, acc, target)
             layer.window.restart()
         chosen = select(acc, layer.threshold, self.value_dtype)
-        verdict = self.guard.verdict(layer.window, chosen.positions.numel(), target)
+        tracking = self.upkeep == "track"
+        if tracking:
+            layer.tracked.record(chosen.positions.numel(), target)
+        settled = self.step - self.warmup_steps >= TRACKING_SETTLES_STEPS
+        guard = self.backstop if tracking and settled else self.guard
+        verdict = guard.verdict(layer.window, chosen.positions.numel(), target)
         if verdict == UNDER and layer.threshold == 0.0:
             # Every nonzero entry already goes out: a lower threshold cannot send more.
+            layer.window.restart()
+            verdict = None
+        if verdict is not None and tracking and settled and self._recently_in_band(layer):
+            # The window's excess is history the correction has already acted on.
             layer.window.restart()
             verdict = None
         if verdict is not None:
@@ -245,10 +298,21 @@ class DCTDPState:
                 layer.threshold,
             )
             chosen = select(acc, layer.threshold, self.value_dtype)
+        if tracking:
+            # Only the sent entries can be above the probe: counted among them, not over acc.
+            above = int((acc[chosen.positions].abs() >= layer.threshold * PROBE).sum())
+            layer.threshold = layer.tracked.next_threshold(
+                layer.threshold, chosen.positions.numel(), above
+            )
         feed_back(acc, chosen)
         self._counters.entries += entries
         self._counters.entries_sent += chosen.positions.numel()
+        self._select_seconds += time.perf_counter() - started
         return chosen.positions, chosen.values
+
+    def _recently_in_band(self, layer: _Layer) -> bool:
+        ratio = layer.tracked.recent_ratio()
+        return 1 / self.guard.factor <= ratio <= self.guard.factor
 
     def record_bytes(self, sent: int, dense: int) -> None:
         self._counters.bytes_sent += sent

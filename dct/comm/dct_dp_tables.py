@@ -70,6 +70,9 @@ class TableDCTDPState:
     def thresholds(self) -> dict[str, float]:
         return self.dp.thresholds()
 
+    def select_ms_per_step(self) -> float:
+        return self.dp.select_ms_per_step()
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "dp": self.dp.state_dict(),
@@ -92,7 +95,7 @@ class TableDCTDPState:
         dense = all_gather_bytes(touched * row_bytes + COUNT_BYTES * len(grads), world)
         if not self.dp.compressing:  # exact: the uncompressed row exchange
             self.dp.record_bytes(dense, dense)
-            self.dp.step += 1
+            self.dp.end_step()
             return average_rows(grads, group, self.meter)
         positions, values = self._select(grads)
         universe = sum(self.table_rows) * self.dim
@@ -106,7 +109,7 @@ class TableDCTDPState:
         sent = all_gather_bytes(mine + COUNT_BYTES, world)
         self.dp.record_bytes(sent, dense)
         self.meter.record(self.dp.channel, sent, dense)
-        self.dp.step += 1
+        self.dp.end_step()
         return self._to_rows(pairs, grads[0].values.dtype, world)
 
     def _select(self, grads: Sequence[RowGradient]) -> tuple[Tensor, Tensor]:

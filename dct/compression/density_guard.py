@@ -25,6 +25,8 @@ from typing import Optional
 
 OVER, UNDER = "over", "under"
 MIN_WINDOW_ENTRIES = 32
+# As a backstop the guard still stops at once a step that sends this many times its allowance.
+RUNAWAY = 4
 
 
 @dataclass
@@ -33,14 +35,20 @@ class DensityWindow:
 
     sent: int = 0
     steps: int = 0
+    target: int = 0
 
     def restart(self) -> None:
-        self.sent = self.steps = 0
+        self.sent = self.steps = self.target = 0
 
 
 @dataclass(frozen=True)
 class DensityGuard:
     """The band's ``factor`` (> 1) and the shortest window in steps (>= 1).
+
+    ``at_once=False`` makes the guard a backstop behind a threshold corrected every step
+    (``dct.compression.threshold_tracking``): it judges whole windows only, against the sum of
+    their steps' targets, so a target that changes from step to step (a table's touched entries)
+    is judged as it was.
 
     Example::
 
@@ -52,6 +60,7 @@ class DensityGuard:
 
     factor: float = 1.5
     window: int = 1
+    at_once: bool = True
 
     def __post_init__(self) -> None:
         if self.factor <= 1.0:
@@ -71,16 +80,34 @@ class DensityGuard:
         that ends in band starts the next one, so an early surplus never hides a later
         shortfall. After a verdict the caller re-estimates and calls ``window.restart()``.
         """
+        if not self.at_once:
+            return self._judge_whole_window(window, sent, target)
         length = self.length(target)
         if target >= MIN_WINDOW_ENTRIES and sent > self.factor * target:
             return OVER
         window.sent += sent
+        window.target += target
         window.steps += 1
         if window.sent > self.factor * target * length:
             return OVER
         if window.steps < length:
             return None
         if window.sent * self.factor < length * target:
+            return UNDER
+        window.restart()
+        return None
+
+    def _judge_whole_window(self, window: DensityWindow, sent: int, target: int) -> Optional[str]:
+        if target >= MIN_WINDOW_ENTRIES and sent > RUNAWAY * self.factor * target:
+            return OVER
+        window.sent += sent
+        window.target += target
+        window.steps += 1
+        if window.steps < self.window or window.target < MIN_WINDOW_ENTRIES:
+            return None
+        if window.sent > self.factor * window.target:
+            return OVER
+        if window.sent * self.factor < window.target:
             return UNDER
         window.restart()
         return None

@@ -19,6 +19,7 @@ from dct.config.schema import (
     BACKENDS,
     DATA_SOURCES,
     DP_HOOK_NAMES,
+    DP_UPKEEPS,
     LOG_LEVELS,
     MP_CODECS,
     SHARDING_MODES,
@@ -348,6 +349,7 @@ def _check_dct_dp(dp: DCTDPConfig) -> None:
     _at_least("dct.dp.guard_window", dp.guard_window, 1, " (steps)")
     _at_least("dct.dp.threshold_sample_size", dp.threshold_sample_size, 0, " (0: exact)")
     _at_least("dct.dp.table_residual_rows", dp.table_residual_rows, 0, " (rows)")
+    _one_of("dct.dp.upkeep", dp.upkeep, DP_UPKEEPS)
 
 
 def _check_dp_hook(hook: DPHookConfig, dct_dp: DCTDPConfig) -> None:

@@ -50,6 +50,7 @@ DP_HOOK_NAMES = ("allreduce", "fp16", "powersgd")
 BACKENDS = ("auto", "gloo", "nccl")
 MP_CODECS = ("dense", "fp16", "bf16", "int8", "int4", "topk")
 LOG_LEVELS = ("debug", "info", "warning")
+DP_UPKEEPS = ("guard", "track")
 # Runs longer than this many steps checkpoint this often unless train.checkpoint_every says.
 AUTO_CHECKPOINT_EVERY = 500
 
@@ -228,6 +229,11 @@ class DCTDPConfig:
     guard_window: int = setting(1, "steps the density must stay outside the band")
     threshold_sample_size: int = setting(0, "entries sampled to estimate a threshold; 0: exact")
     table_residual_rows: int = setting(65536, "rows of table gradients kept as residual")
+    upkeep: str = setting(
+        "guard",
+        "guard (thresholds change by estimates only) or track (also corrected every step from"
+        " the count sent: estimates become rare)",
+    )
 
 
 @dataclass

@@ -24,6 +24,7 @@ def dct_dp_state(
         guard_factor=cfg.guard_factor,
         guard_window=cfg.guard_window,
         threshold_sample_size=cfg.threshold_sample_size,
+        upkeep=cfg.upkeep,
         module=module,
         meter=meter,
     )

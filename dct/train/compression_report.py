@@ -74,7 +74,8 @@ def _dp_interval_scalars(states: Mapping[str, DCTDPState], before: DPStats) -> d
 
 
 def _dp_summary(states: Mapping[str, DCTDPState]) -> dict[str, object]:
-    """Totals over the hooks, then each hook's achieved density and estimates per 1,000 steps."""
+    """Totals over the hooks, then each hook's achieved density, estimates per 1,000 steps and
+    milliseconds a step spent selecting."""
     by_hook = _dp_stats(states)
     stats = list(by_hook.values())
     entries = sum(s["entries"] for s in stats)
@@ -91,6 +92,9 @@ def _dp_summary(states: Mapping[str, DCTDPState]) -> dict[str, object]:
         hook_stats = by_hook.get(hook, {})
         for key in ("achieved_density", "estimates_per_1k_steps"):
             summary[f"dp_{hook}_{key}"] = hook_stats.get(key)
+        summary[f"dp_{hook}_select_ms_per_step"] = (
+            states[hook].select_ms_per_step() if hook in states else None
+        )
     return summary
 
 

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from dct.config import DCTConfig, DCTDPConfig, DCTMPConfig, RunConfig
 from dct.embedding.fused import fbgemm_available
 from dct.parallel.topology import Topology, grid_shape
+from dct.train.compression_report import DP_HOOKS
 from dct.train.loop import summary_metrics, train
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_golden import small_config
@@ -32,6 +33,7 @@ MEASURED = (
     "read_time_median_s",
     "peak_rss_bytes",
     "rss_over_state",
+    *(f"dp_{hook}_select_ms_per_step" for hook in DP_HOOKS),
 )
 
 
@@ -43,6 +45,7 @@ def config(
     sharding: str = "auto",
     kernel: str = "torch",
     dct_dp: bool = False,
+    upkeep: str = "guard",
     dct_mp: bool = False,
     dedup_int4: bool = False,
 ) -> RunConfig:
@@ -60,7 +63,9 @@ def config(
             cfg.train, steps=STEPS, eval_every=CHECKPOINT, log_every=3, checkpoint_every=CHECKPOINT
         ),
         dct=DCTConfig(
-            dp=DCTDPConfig(enabled=dct_dp, density=0.05, update_every=4, table_residual_rows=8),
+            dp=DCTDPConfig(
+                enabled=dct_dp, density=0.05, update_every=4, table_residual_rows=8, upkeep=upkeep
+            ),
             mp=DCTMPConfig(enabled=dct_mp, density=0.25)
             if not dedup_int4
             else DCTMPConfig(codec="int4", dedup=True, grad_rounding="stochastic"),
@@ -123,6 +128,7 @@ CASES = {
     2: {
         "mp2": config(mp_size=2),
         "dp2-dct_dp": config(mp_size=1, dct_dp=True),
+        "dp2-dct_dp-track": config(mp_size=1, dct_dp=True, upkeep="track"),
         "mp2-dct_mp": config(mp_size=2, dct_mp=True),
         "mp2-dedup-int4": config(mp_size=2, dedup_int4=True),
         "pipeline-dct_mp": config(mode="pipeline", mp_size=2, dct_mp=True),

@@ -172,6 +172,7 @@ SWEEP = [
     ("dct.dp.guard_factor", 1.0, {}, "dct.dp.guard_factor=1.0 must be > 1"),
     ("dct.dp.guard_window", 0, {}, "dct.dp.guard_window=0 must be >= 1"),
     ("dct.dp.threshold_sample_size", -5, {}, "dct.dp.threshold_sample_size=-5 must be >= 0"),
+    ("dct.dp.upkeep", "often", {}, "dct.dp.upkeep='often': use one of guard, track"),
     ("dct.dp.table_residual_rows", -1, {}, "dct.dp.table_residual_rows=-1 must be >= 0"),
     ("dct.mp.density", 0.0, {}, "dct.mp.density=0.0 must be in (0, 1]"),
     ("dct.mp.density", 1.5, {}, "dct.mp.density=1.5 must be in (0, 1]"),
