@@ -27,10 +27,11 @@ RUN = [
 ]
 
 
-def preprocess(tsv: Path, out: Path) -> None:
+def preprocess(tsv: Path, out: Path, *options: str) -> None:
+    """``dct-preprocess-criteo out tsv`` with ``options`` (vocabulary mode unless they say)."""
     done = subprocess.run(
         [sys.executable, "-m", "dct.data.criteo_preprocess", str(out), str(tsv)]
-        + ["--mode", "vocab", "--no-progress"],
+        + [*(options or ("--mode", "vocab")), "--no-progress"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,12 +9,11 @@ sum becomes a full step, so two exact computations of the same step drift apart.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.integration.test_criteo_sample_training import preprocess
 from tests.integration.test_launch import launch
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "criteo_kaggle_head10k.tsv"
@@ -39,14 +38,7 @@ def preprocessed(tmp_path_factory) -> Path:
     if not SAMPLE.is_file():
         pytest.skip(f"the real Criteo sample {SAMPLE} is not on this machine")
     out = tmp_path_factory.mktemp("criteo") / "kaggle_head"
-    done = subprocess.run(
-        [sys.executable, "-m", "dct.data.criteo_preprocess", str(out), str(SAMPLE)]
-        + ["--hash-size", "5000", "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    preprocess(SAMPLE, out, "--hash-size", "5000")
     return out
 
 
