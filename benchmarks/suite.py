@@ -1,6 +1,6 @@
 """Every compressor on the same model, data and batches: on loopback and on a simulated cluster.
 
-    sudo python benchmarks/suite.py --out docs/benchmarks        # about 40 minutes on 2 cores
+    sudo python benchmarks/suite.py --out docs/suite        # about 40 minutes on 2 cores
 
 Runs ``launch/train.py`` once per (method, place): dense (DDP all-reduce, fp32 all-to-all),
 PyTorch's fp16 hook, PowerSGD rank 1 and 4, DCT-DP, plain top-k every step, DCT-MP and DCT-DP +
@@ -10,7 +10,7 @@ DCT-MP; on loopback (``torchrun --standalone``) and on ``launch/sim_cluster.sh``
 (step time against ``update_every`` and against DP and MP sparsity). Each run is a fresh job
 with the same seed, so every method trains on the same batches. Results go to
 ``OUT/results.json`` after every run (``--resume`` skips the runs already there), then
-``benchmarks/suite_report.py`` writes ``OUT.md`` (``docs/benchmarks.md``) and the plots.
+``benchmarks/suite_report.py`` writes ``OUT.md`` (``docs/suite.md``) and the plots.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ import suite_report
 from suite_report import Place
 
 ROOT = Path(__file__).resolve().parent.parent
-REGENERATE = "pip install -e '.[bench]' && sudo python benchmarks/suite.py --out docs/benchmarks"
+REGENERATE = (
+    "pip install -c constraints.txt -e '.[bench]' && "
+    "sudo python benchmarks/suite.py --out docs/suite"
+)
 # The DCT paper's DLRM (``model=dlrm_paper``) with its tables sharded over every host and its dense
 # tower data-parallel over every host: the paper's hybrid layout, one process a host.
 BASE = (

@@ -1,8 +1,8 @@
-"""``docs/benchmarks.md`` and its plots, from the results ``benchmarks/suite.py`` collected.
+"""``docs/suite.md`` and its plots, from the results ``benchmarks/suite.py`` collected.
 
-    python benchmarks/suite_report.py docs/benchmarks
+    python benchmarks/suite_report.py docs/suite
 
-Rewrites ``OUT.md`` (``docs/benchmarks.md`` for ``OUT=docs/benchmarks``) and the PNGs in ``OUT``
+Rewrites ``OUT.md`` (``docs/suite.md`` for ``OUT=docs/suite``) and the PNGs in ``OUT``
 from ``OUT/results.json`` alone, so the report can be redrawn without training again.
 """
 
@@ -341,7 +341,7 @@ def write(
 if __name__ == "__main__":
     import suite
 
-    directory = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/benchmarks")
+    directory = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/suite")
     print(
         write(
             json.loads((directory / "results.json").read_text()),

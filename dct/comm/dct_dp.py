@@ -6,7 +6,6 @@ Per parameter tensor (layer-wise, as in Gupta et al., KDD 2021), every step::
     if (step - warmup_steps) % update_every == 0:  tau = ceil(density * n)-th largest |acc|
     send acc where |acc| >= tau;  residual = acc - sent             # nothing is lost
     if the layer's sending left the density band:  re-estimate tau and select again
-    with upkeep="track":  tau for the next step corrected from what this step sent
     gradient handed to the optimizer = (sum over ranks of what they sent) / world_size
 
 The first ``warmup_steps`` steps are exact (every nonzero entry, fp32): DDP rebuilds its buckets
@@ -14,14 +13,16 @@ after the first step and the earliest gradients are the largest, so compression 
 have settled. A two-sided guard (``dct.compression.density_guard``) re-estimates a layer's ``tau``
 early when what it sends leaves ``[density / guard_factor, density * guard_factor]``: at once when
 one step sends too much, after ``guard_window`` steps that sent too little. With
-``upkeep="track"`` every step also corrects ``tau`` from the count it sent
-(``dct.compression.threshold_tracking``), so drift is followed before it leaves the band and full
-estimates stay rare. State is keyed by
-parameter, not by bucket, so it survives bucket rebuilds and loads into a fresh DDP with another
-bucket layout. (No postponed annotations in this file: DDP checks the hook's ``bucket``
+``upkeep="track"`` every step instead corrects ``tau`` from the count it sent
+(``dct.compression.threshold_tracking``), in place of the scheduled estimates, with the guard as
+a backstop over whole windows, so full estimates stay rare. A bucket's layers are thresholded
+together (one comparison over the bucket, then a few scalar operations per layer). State is
+keyed by parameter, not by bucket, so it survives bucket rebuilds and loads into a fresh DDP with
+another bucket layout. (No postponed annotations in this file: DDP checks the hook's ``bucket``
 annotation at registration.)
 """
 
+import itertools
 import logging
 import time
 import zlib
@@ -35,7 +36,13 @@ from torch import Tensor, nn
 from dct.comm.meter import ByteMeter
 from dct.comm.sparse_all_reduce import SparseSum, sparse_all_reduce
 from dct.compression.density_guard import OVER, UNDER, DensityGuard, DensityWindow
-from dct.compression.hard_threshold import estimate_threshold, feed_back, select, target_count
+from dct.compression.hard_threshold import (
+    at_or_above,
+    estimate_threshold,
+    feed_back,
+    take,
+    target_count,
+)
 from dct.compression.threshold_tracking import PROBE, TrackedCounts
 from dct.compression.wire_dtype import wire_dtype
 from dct.config.schema import DP_UPKEEPS
@@ -77,7 +84,8 @@ class DCTDPState:
         process_group: the data-parallel group (``None``: the default group).
         density: target fraction of each layer's entries sent, in ``(0, 1]``; 1.0 sends every
             nonzero entry (the exact average, as plain all-reduce).
-        update_every: steps between threshold re-estimates (the paper's ``L``; thousands).
+        update_every: steps between threshold re-estimates (the paper's ``L``; thousands);
+            with ``upkeep="track"`` none is scheduled: the correction every step replaces them.
         warmup_steps: exact steps before compression starts (at least 2).
         value_dtype: wire dtype of the sent values: float32, float16 or bfloat16.
         guard_factor: the density band ``[density / f, density * f]`` (f > 1) outside which a
@@ -143,10 +151,11 @@ class DCTDPState:
         self._names = {id(p): name for name, p in module.named_parameters()} if module else {}
         self._layer_of: dict[int, str] = {}
         self._layers: dict[str, _Layer] = {}
+        self._buckets: dict[tuple[str, ...], Tensor] = {}
         self._counters = _Counters()
         # Wall time spent selecting (thresholds, estimates, residuals), this process only: a
         # cost report, not state, so a resumed run times its own steps.
-        self._select_seconds = 0.0
+        self._select_seconds = self._pack_seconds = 0.0
         self._timed_steps = 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -178,6 +187,7 @@ class DCTDPState:
             )
             for name, entry in state["layers"].items()
         }
+        self._buckets = {}
         self._counters = _Counters(**state["counters"])
 
     def compression_stats(self) -> dict[str, float]:
@@ -204,6 +214,11 @@ class DCTDPState:
         this process since it started: a measurement of the machine, not saved in checkpoints."""
         return 1000 * self._select_seconds / self._timed_steps if self._timed_steps else 0.0
 
+    def pack_ms_per_step(self) -> float:
+        """Wall time a compressed step spent packing and unpacking payloads (coding positions,
+        summing what arrived), measured as ``select_ms_per_step``."""
+        return 1000 * self._pack_seconds / self._timed_steps if self._timed_steps else 0.0
+
     def thresholds(self) -> dict[str, float]:
         """Each layer's current threshold (layers not yet estimated are left out)."""
         return {
@@ -216,16 +231,19 @@ class DCTDPState:
 
     def select(self, bucket: dist.GradBucket) -> tuple[Tensor, Tensor]:
         """The bucket's entries to send, as flat ``(positions, values)``; updates residuals."""
-        positions: list[Tensor] = []
-        values: list[Tensor] = []
-        offset = 0
-        for param, grad in zip(bucket.parameters(), bucket.gradients()):
-            flat = grad.reshape(-1)
-            layer_positions, layer_values = self._select_layer(self._layer_name(param), flat)
-            positions.append(layer_positions + offset)
-            values.append(layer_values)
-            offset += flat.numel()
-        return torch.cat(positions), torch.cat(values)
+        buffer = bucket.buffer()
+        # Named from the first step on: without a module, by the order DDP first hands them over.
+        names = [self._layer_name(p) for p in bucket.parameters()]
+        if not self.compressing:  # exact: every nonzero entry, fp32
+            positions = buffer.nonzero().squeeze(1)
+            return positions, buffer[positions]
+        started = time.perf_counter()
+        sizes = [g.numel() for g in bucket.gradients()]
+        acc = self._bucket_residual(names, sizes, buffer).add_(buffer)
+        chosen = take(acc, self.threshold_segments(names, acc, sizes), self.value_dtype)
+        feed_back(acc, chosen)
+        self.add_select_time(time.perf_counter() - started)
+        return chosen.positions, chosen.values
 
     def maybe_increase_step(self, bucket: dist.GradBucket) -> None:
         """A step ends with DDP's last bucket."""
@@ -247,35 +265,89 @@ class DCTDPState:
             self._layer_of[key] = self._names.get(key, f"param{len(self._layer_of)}")
         return self._layer_of[key]
 
-    def _select_layer(self, name: str, grad: Tensor) -> tuple[Tensor, Tensor]:
-        if not self.compressing:
-            exact = select(grad, 0.0, grad.dtype)
-            return exact.positions, exact.values
-        layer = self._layers.setdefault(name, _Layer())
-        if layer.residual is None:
-            layer.residual = torch.zeros_like(grad)
-        acc = layer.residual = layer.residual.to(grad.device).add_(grad)
-        return self.threshold_layer(name, acc, acc.numel())
+    def _bucket_residual(self, names: list[str], sizes: list[int], like: Tensor) -> Tensor:
+        """One flat residual for the bucket's layers, each layer's ``residual`` a view into it
+        (what a layer held before, under another bucket layout or from a checkpoint, moved in)."""
+        key = tuple(names)
+        flat = self._buckets.get(key)
+        if flat is not None:
+            return flat
+        flat = torch.zeros_like(like)
+        for name, part in zip(names, flat.split(sizes)):
+            layer = self._layers.setdefault(name, _Layer())
+            if layer.residual is not None:
+                part.copy_(layer.residual.reshape(-1))
+            layer.residual = part
+        self._buckets[key] = flat
+        return flat
 
-    def threshold_layer(self, name: str, acc: Tensor, entries: int) -> tuple[Tensor, Tensor]:
-        """Layer ``name``'s selection from its accumulator ``acc`` (flat; turned into the residual
-        in place): the entries at or above its threshold, about ``density * entries`` of them,
-        as ``(positions in acc, values in the wire dtype)``. ``entries`` is the size of the
-        step's gradient, which the target and ``achieved_density`` count against: ``acc.numel()``
-        for a dense layer, the touched entries for a table's row gradient."""
-        started = time.perf_counter()
+    def threshold_segments(
+        self, names: list[str], acc: Tensor, sizes: list[int], width: int = 1
+    ) -> Tensor:
+        """The positions (ascending) of the entries of flat ``acc`` that go out: ``acc`` is
+        layers ``names`` laid end to end, ``sizes`` entries each (multiples of ``width``: a
+        table's rows); each sends the entries at or above its threshold, about
+        ``density * size`` of them. One comparison over all of them, then per layer a few
+        scalar operations (tracking, the guard) and, rarely, an estimate."""
+        magnitude = acc.abs()
+        ends = list(itertools.accumulate(sizes))
+        spans = [(end - size, end) for size, end in zip(sizes, ends)]
+        targets = [target_count(size, self.density) for size in sizes]
+        taus = [
+            self.threshold_for_step(name, magnitude[a:b], target) if b > a else 0.0
+            for name, (a, b), target in zip(names, spans, targets)
+        ]
+        tau = torch.tensor(taus, dtype=acc.dtype, device=acc.device).repeat_interleave(
+            torch.tensor(sizes, device=acc.device) // width, output_size=acc.numel() // width
+        )
+        keep = at_or_above(magnitude.view(-1, width), tau.unsqueeze(1))
+        positions = keep.view(-1).nonzero().squeeze(1)
+        # Only sent entries can be above the probe: counted among them, not over acc.
+        probed = positions[magnitude[positions] >= tau[positions // width] * PROBE]
+        bounds = torch.tensor([0, *ends], device=acc.device)
+        counts = torch.stack(
+            [torch.searchsorted(positions, bounds), torch.searchsorted(probed, bounds)]
+        )
+        sent_above = counts.diff(dim=1).t().tolist()
+        redone = []
+        for name, (a, b), target, (sent, above) in zip(names, spans, targets, sent_above):
+            if b == a:  # nothing touched: nothing to judge or send
+                continue
+            if self.judge(name, sent, target):
+                tau_now = self.reestimate(name, magnitude[a:b], target)
+                chosen = at_or_above(magnitude[a:b], tau_now).nonzero().squeeze(1)
+                sent = chosen.numel()
+                above = int((magnitude[a:b][chosen] >= tau_now * PROBE).sum())
+                redone.append((a, b, chosen + a))
+            self.settle(name, sent, above, b - a)
+        for a, b, chosen in redone:  # rare: the guard's fresh estimates replace those layers'
+            outside = (positions < a) | (positions >= b)
+            positions = torch.cat([positions[outside], chosen]).sort().values
+        return positions
+
+    def threshold_for_step(self, name: str, acc: Tensor, target: int) -> float:
+        """Layer ``name``'s threshold this step: estimated from ``acc`` (flat magnitudes) when it
+        has none yet or, without tracking (which replaces it), its scheduled estimate is due."""
         layer = self._layers.setdefault(name, _Layer())
-        target = target_count(entries, self.density)
-        if layer.threshold is None or (self.step - self.warmup_steps) % self.update_every == 0:
+        due = (self.step - self.warmup_steps) % self.update_every == 0
+        if layer.threshold is None or (due and self.upkeep == "guard"):
             layer.threshold = self._estimate(name, acc, target)
             layer.window.restart()
-        chosen = select(acc, layer.threshold, self.value_dtype)
+        return layer.threshold
+
+    def threshold(self, name: str) -> float:
+        return self._layers[name].threshold
+
+    def judge(self, name: str, sent: int, target: int) -> bool:
+        """Record that layer ``name`` selected ``sent`` entries for ``target`` at its threshold;
+        whether the guard calls for a fresh estimate (then ``reestimate`` and select again)."""
+        layer = self._layers[name]
         tracking = self.upkeep == "track"
         if tracking:
-            layer.tracked.record(chosen.positions.numel(), target)
+            layer.tracked.record(sent, target)
         settled = self.step - self.warmup_steps >= TRACKING_SETTLES_STEPS
         guard = self.backstop if tracking and settled else self.guard
-        verdict = guard.verdict(layer.window, chosen.positions.numel(), target)
+        verdict = guard.verdict(layer.window, sent, target)
         if verdict == UNDER and layer.threshold == 0.0:
             # Every nonzero entry already goes out: a lower threshold cannot send more.
             layer.window.restart()
@@ -284,31 +356,35 @@ class DCTDPState:
             # The window's excess is history the correction has already acted on.
             layer.window.restart()
             verdict = None
-        if verdict is not None:
-            stale, layer.threshold = layer.threshold, self._estimate(name, acc, target)
-            layer.window.restart()
-            self._counters.guard_over += verdict == OVER
-            self._counters.guard_under += verdict == UNDER
-            log.debug(
-                "DCT-DP guard, step %d, %s: %s the band at tau=%.3g; re-estimated tau=%.3g",
-                self.step,
-                name,
-                verdict,
-                stale,
-                layer.threshold,
-            )
-            chosen = select(acc, layer.threshold, self.value_dtype)
-        if tracking:
-            # Only the sent entries can be above the probe: counted among them, not over acc.
-            above = int((acc[chosen.positions].abs() >= layer.threshold * PROBE).sum())
-            layer.threshold = layer.tracked.next_threshold(
-                layer.threshold, chosen.positions.numel(), above
-            )
-        feed_back(acc, chosen)
+        if verdict is None:
+            return False
+        self._counters.guard_over += verdict == OVER
+        self._counters.guard_under += verdict == UNDER
+        log.debug("DCT-DP guard, step %d, %s: %s the band", self.step, name, verdict)
+        return True
+
+    def reestimate(self, name: str, acc: Tensor, target: int) -> float:
+        """Layer ``name``'s threshold estimated afresh from ``acc``, as the guard asked."""
+        layer = self._layers[name]
+        layer.threshold = self._estimate(name, acc, target)
+        layer.window.restart()
+        return layer.threshold
+
+    def settle(self, name: str, sent: int, above_probe: int, entries: int) -> None:
+        """Count the ``sent`` entries of ``entries``; with tracking, correct the threshold for
+        the next step from ``sent`` and ``above_probe`` (those at ``threshold * PROBE``)."""
+        if self.upkeep == "track":
+            layer = self._layers[name]
+            layer.threshold = layer.tracked.next_threshold(layer.threshold, sent, above_probe)
         self._counters.entries += entries
-        self._counters.entries_sent += chosen.positions.numel()
-        self._select_seconds += time.perf_counter() - started
-        return chosen.positions, chosen.values
+        self._counters.entries_sent += sent
+
+    def add_select_time(self, seconds: float) -> None:
+        self._select_seconds += seconds
+
+    def add_pack_time(self, seconds: float) -> None:
+        if self.compressing:
+            self._pack_seconds += seconds
 
     def _recently_in_band(self, layer: _Layer) -> bool:
         ratio = layer.tracked.recent_ratio()
@@ -341,8 +417,9 @@ def dct_dp_hook(state: DCTDPState, bucket: dist.GradBucket) -> torch.futures.Fut
     buffer = bucket.buffer()
     positions, values = state.select(bucket)
     exchange = sparse_all_reduce(
-        positions, values, buffer, state.process_group, state.meter, state.channel
-    )
+        positions, values, buffer, state.process_group, state.meter, state.channel,
+        state.add_pack_time,
+    )  # fmt: skip
     state.record(exchange)
     state.maybe_increase_step(bucket)
     world = dist.get_world_size(state.process_group)

@@ -1,11 +1,13 @@
 """DCT-DP for embedding tables: thresholded row gradients, averaged over a replica group.
 
 A table's gradient is the rows a batch touched (``dct.embedding``), so DCT-DP applies to those
-rows, not to a table-sized buffer. Per table, every step after the exact warm-up::
+rows, not to a table-sized buffer. Every step after the exact warm-up, all of a rank's tables at
+once (their rows laid end to end, so each operation below is one over the touched rows, not a
+loop over tables)::
 
-    acc = row gradient + residual            # over the rows touched now or holding a residual
-    send acc where |acc| >= tau              # tau as the tower's: rare estimates, density guard
-    residual = acc - sent                    # rows over the bound are sent whole (row_residual)
+    acc = row gradient + residual of the touched rows   # row_residual: slots, no pass over it
+    send acc where |acc| >= tau of the row's table      # rare estimates, tracking, guard
+    residual = acc - sent                               # rows over the bound are sent whole
     gradient = (sum over replicas of what they sent) / replicas
 
 The target is ``density`` times the step's touched entries, and the reference its bytes are
@@ -17,6 +19,8 @@ Thresholds, guard and counters are a ``DCTDPState``'s, so reports and checkpoint
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import Any, Sequence
 
 import torch
@@ -32,8 +36,8 @@ from dct.comm.sparse_all_reduce import (
     payload_bytes,
 )
 from dct.comm.sparse_rows import ID_BYTES, average_rows
+from dct.compression.hard_threshold import feed_back, take
 from dct.compression.row_residual import RowResidual
-from dct.compression.wire_dtype import to_wire
 from dct.embedding.rows import RowGradient
 
 
@@ -41,7 +45,8 @@ class TableDCTDPState:
     """DCT-DP over the row gradients of ``table_rows``-sized tables named ``names``.
 
     ``dp`` holds the settings, thresholds, guard and counters (``compression_stats()``,
-    ``thresholds()``); each table keeps at most ``max_residual_rows`` rows of residual.
+    ``thresholds()``); the residual holds at most ``max_residual_rows`` rows per table, pooled
+    over the tables (``len(names) * max_residual_rows`` rows in all).
 
     Example::
 
@@ -58,10 +63,14 @@ class TableDCTDPState:
         dim: int,
         meter: ByteMeter,
         max_residual_rows: int = 65536,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.dp, self.names, self.dim, self.meter = dp, list(names), dim, meter
         self.table_rows = list(table_rows)
-        self.residuals = [RowResidual(dim, max_residual_rows) for _ in self.names]
+        self.bases = [0, *itertools.accumulate(self.table_rows)]
+        self.residual = RowResidual(
+            self.bases[-1], dim, max_residual_rows * len(self.names), torch.device(device)
+        )
         self.flushed_rows = 0
 
     def compression_stats(self) -> dict[str, float]:
@@ -73,17 +82,43 @@ class TableDCTDPState:
     def select_ms_per_step(self) -> float:
         return self.dp.select_ms_per_step()
 
+    def pack_ms_per_step(self) -> float:
+        return self.dp.pack_ms_per_step()
+
+    def residual_of(self, table: int) -> RowGradient:
+        """Table ``table``'s residual rows now (table rows, ascending)."""
+        return self.residual.rows_between(self.bases[table], self.bases[table + 1])
+
     def state_dict(self) -> dict[str, Any]:
+        residuals = []
+        for t in range(len(self.names)):
+            held = self.residual_of(t)
+            empty = held.rows.numel() == 0
+            residuals.append(
+                {
+                    "rows": None if empty else held.rows.cpu().clone(),
+                    "values": None if empty else held.values.cpu().clone(),
+                }
+            )
         return {
             "dp": self.dp.state_dict(),
-            "residuals": [r.state_dict() for r in self.residuals],
+            "residuals": residuals,
             "flushed_rows": self.flushed_rows,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.dp.load_state_dict(state["dp"])
-        for residual, saved in zip(self.residuals, state["residuals"], strict=True):
-            residual.load_state_dict(saved)
+        self.residual = RowResidual(
+            self.bases[-1], self.dim, self.residual.max_rows, self.residual.slot_of.device
+        )
+        if len(state["residuals"]) != len(self.names):
+            raise ValueError(
+                f"a checkpoint of {len(state['residuals'])} tables' residuals cannot load into "
+                f"{len(self.names)} tables"
+            )
+        for t, saved in enumerate(state["residuals"]):
+            if saved["rows"] is not None:
+                self.residual.load(self.bases[t], RowGradient(saved["rows"], saved["values"]))
         self.flushed_rows = state["flushed_rows"]
 
     def average(self, grads: Sequence[RowGradient]) -> list[RowGradient]:
@@ -97,11 +132,14 @@ class TableDCTDPState:
             self.dp.record_bytes(dense, dense)
             self.dp.end_step()
             return average_rows(grads, group, self.meter)
+        started = time.perf_counter()
         positions, values = self._select(grads)
-        universe = sum(self.table_rows) * self.dim
+        self.dp.add_select_time(time.perf_counter() - started)
+        universe = self.bases[-1] * self.dim
         counts = all_gather_counts(positions.numel(), group, values.device)
+        clock = self.dp.add_pack_time
         pairs = (
-            exchange_entries(positions, values, universe, counts, group).wait()
+            exchange_entries(positions, values, universe, counts, group, clock).wait()
             if sum(counts)
             else [(positions, values)]  # nothing selected anywhere: no payload to exchange
         )
@@ -109,50 +147,50 @@ class TableDCTDPState:
         sent = all_gather_bytes(mine + COUNT_BYTES, world)
         self.dp.record_bytes(sent, dense)
         self.meter.record(self.dp.channel, sent, dense)
+        started = time.perf_counter()
+        averaged = self._to_rows(pairs, grads[0].values.dtype, world)
+        self.dp.add_pack_time(time.perf_counter() - started)
         self.dp.end_step()
-        return self._to_rows(pairs, grads[0].values.dtype, world)
+        return averaged
 
     def _select(self, grads: Sequence[RowGradient]) -> tuple[Tensor, Tensor]:
         """Every table's selected entries, as positions in the tables laid end to end."""
-        positions, values = [], []
-        base = 0
-        for name, grad, residual, rows in zip(self.names, grads, self.residuals, self.table_rows):
-            acc = residual.accumulate(grad)
-            flat = acc.values.view(-1)
-            where, chosen = self.dp.threshold_layer(name, flat, grad.values.numel())
-            chosen = chosen.float()
-            flush = residual.keep(acc)
-            if flush is not None:  # over the bound: send the whole rows, merged with the chosen
-                self.flushed_rows += flush.rows.numel()
-                cols = torch.arange(self.dim, device=flat.device)
-                entries = (flush.rows.unsqueeze(1) * self.dim + cols).view(-1)
-                table_where = acc.rows[where // self.dim] * self.dim + where % self.dim
-                merged = torch.cat([table_where, entries])
-                merged, inverse = torch.unique(merged, sorted=True, return_inverse=True)
-                sums = chosen.new_zeros(merged.numel())
-                sums.index_add_(0, inverse, torch.cat([chosen, flush.values.reshape(-1)]))
-                positions.append(merged + base)
-                values.append(sums)
-            else:
-                positions.append(acc.rows[where // self.dim] * self.dim + where % self.dim + base)
-                values.append(chosen)
-            base += rows * self.dim
-        return torch.cat(positions), to_wire(torch.cat(values), self.dp.value_dtype)
+        counts = [g.rows.numel() for g in grads]
+        rows = torch.cat([g.rows + base for g, base in zip(grads, self.bases)])
+        acc, slots = self.residual.accumulate(rows, torch.cat([g.values for g in grads]))
+        sizes = [count * self.dim for count in counts]
+        positions = self.dp.threshold_segments(self.names, acc.view(-1), sizes, self.dim)
+        whole = slots[:0]
+        if self.residual.may_overflow(slots):
+            left = acc.clone()
+            left.view(-1)[positions] = 0.0
+            whole = self.residual.overflow(slots, left)
+        if whole.numel():  # over the bound: these rows go out whole
+            keep = torch.zeros_like(acc, dtype=torch.bool)
+            keep.view(-1)[positions] = True
+            keep[whole] = acc[whole] != 0
+            positions = keep.view(-1).nonzero().squeeze(1)
+            self.flushed_rows += whole.numel()
+        chosen = take(acc.view(-1), positions, self.dp.value_dtype)
+        feed_back(acc.view(-1), chosen)
+        acc[whole] = 0.0  # a whole row's rounding to the wire dtype is not kept (see docs)
+        self.residual.keep(rows, slots, acc)
+        at_row = chosen.positions // self.dim
+        return rows[at_row] * self.dim + chosen.positions % self.dim, chosen.values
 
     def _to_rows(
         self, pairs: list[tuple[Tensor, Tensor]], dtype: torch.dtype, world: int
     ) -> list[RowGradient]:
-        """Split every rank's entries by table and sum them into row gradients."""
+        """Sum every rank's entries into row gradients, split by table."""
         where = torch.cat([p for p, _ in pairs])
         values = torch.cat([v for _, v in pairs]).to(dtype)
-        bases = torch.tensor([0, *self.table_rows], device=where.device).cumsum(0) * self.dim
-        table_of = torch.searchsorted(bases, where, right=True) - 1
-        grads = []
-        for t in range(len(self.names)):
-            mine = table_of == t
-            local = where[mine] - bases[t]
-            rows, inverse = torch.unique(local // self.dim, sorted=True, return_inverse=True)
-            summed = values.new_zeros(rows.numel(), self.dim)
-            summed.index_put_((inverse, local % self.dim), values[mine], accumulate=True)
-            grads.append(RowGradient(rows, summed / world))
-        return grads
+        rows, inverse = torch.unique(where // self.dim, sorted=True, return_inverse=True)
+        summed = values.new_zeros(rows.numel(), self.dim)
+        summed.index_put_((inverse, where % self.dim), values, accumulate=True)
+        summed /= world
+        bases = torch.tensor(self.bases, device=rows.device)
+        cuts = torch.searchsorted(rows, bases).tolist()
+        return [
+            RowGradient(rows[a:b] - base, summed[a:b])
+            for a, b, base in zip(cuts, cuts[1:], self.bases)
+        ]

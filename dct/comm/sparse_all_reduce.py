@@ -16,7 +16,9 @@ issued in another order.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -26,6 +28,8 @@ from dct.comm.meter import FP32_BYTES, ByteMeter, all_gather_bytes, ring_all_red
 from dct.compression.positions import decode_positions, encode_positions, encoded_size
 
 COUNT_BYTES = 4
+# Handed the seconds an exchange spent packing or unpacking (a cost report).
+Clock = Callable[[float], None]
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,14 @@ def sparse_all_reduce(
     group: dist.ProcessGroup | None = None,
     meter: ByteMeter | None = None,
     channel: str = "dp",
+    clock: Clock | None = None,
 ) -> SparseSum:
     """Start summing every rank's ``values`` at ``positions`` (sorted, flat) into ``out``.
 
     ``out`` (flat, same size on every rank) is overwritten with the sum over ranks; entries no
     rank selected are zero. The dense reference for the meter is an fp32 ring all-reduce of
     ``out``. Every rank must call this with the same ``out.numel()`` and ``values.dtype``.
+    ``clock`` is handed the seconds spent packing and unpacking payloads.
 
     Example::
 
@@ -77,12 +83,15 @@ def sparse_all_reduce(
     else:
 
         def scatter(pairs: torch.futures.Future) -> Tensor:
+            started = time.perf_counter()
             out.zero_()
             for where, wire_values in pairs.value():
                 out.index_add_(0, where, wire_values.to(out.dtype))
+            if clock is not None:
+                clock(time.perf_counter() - started)
             return out
 
-        future = exchange_entries(positions, values, numel, counts, group).then(scatter)
+        future = exchange_entries(positions, values, numel, counts, group, clock).then(scatter)
         sent = all_gather_bytes(payloads[dist.get_rank(group)], world)
     sent += all_gather_bytes(COUNT_BYTES, world)
     if meter is not None:
@@ -112,18 +121,24 @@ def exchange_entries(
     universe: int,
     counts: list[int],
     group: dist.ProcessGroup | None,
+    clock: Clock | None = None,
 ) -> torch.futures.Future[list[tuple[Tensor, Tensor]]]:
     """Send this rank's ``(positions, values)`` to every peer (one uneven ``all_to_all_single``);
-    resolves to every rank's pair, in group-rank order. ``counts``: every rank's entry count."""
+    resolves to every rank's pair, in group-rank order. ``counts``: every rank's entry count;
+    ``clock`` is handed the seconds spent packing, then unpacking."""
     world = len(counts)
     payloads = [payload_bytes(c, values.dtype, universe) for c in counts]
+    started = time.perf_counter()
     mine = torch.cat([values.view(torch.uint8), encode_positions(positions, universe)])
+    if clock is not None:
+        clock(time.perf_counter() - started)
     received = torch.empty(sum(payloads), dtype=torch.uint8, device=values.device)
     work = dist.all_to_all_single(
         received, mine.repeat(world), payloads, [mine.numel()] * world, group=group, async_op=True
     )
 
     def decode(_: torch.futures.Future) -> list[tuple[Tensor, Tensor]]:
+        started = time.perf_counter()
         pairs = []
         for segment, count in zip(torch.split(received, payloads), counts):
             if count == 0:
@@ -133,6 +148,8 @@ def exchange_entries(
             # A copy: a view at an odd byte offset cannot be reinterpreted as wider values.
             wire_values = segment[:value_bytes].clone().view(values.dtype)
             pairs.append((decode_positions(segment[value_bytes:], count, universe), wire_values))
+        if clock is not None:
+            clock(time.perf_counter() - started)
         return pairs
 
     return work.get_future().then(decode)

@@ -25,6 +25,9 @@ from typing import Optional
 
 OVER, UNDER = "over", "under"
 MIN_WINDOW_ENTRIES = 32
+# A backstop judges windows that expect this many entries: at 100, counting noise alone (about
+# 10 %) almost never leaves the band, so a correctly tracked small layer is not re-estimated.
+BACKSTOP_WINDOW_ENTRIES = 100
 # As a backstop the guard still stops at once a step that sends this many times its allowance.
 RUNAWAY = 4
 
@@ -46,9 +49,9 @@ class DensityGuard:
     """The band's ``factor`` (> 1) and the shortest window in steps (>= 1).
 
     ``at_once=False`` makes the guard a backstop behind a threshold corrected every step
-    (``dct.compression.threshold_tracking``): it judges whole windows only, against the sum of
-    their steps' targets, so a target that changes from step to step (a table's touched entries)
-    is judged as it was.
+    (``dct.compression.threshold_tracking``): it judges whole windows only, of at least
+    ``BACKSTOP_WINDOW_ENTRIES`` expected entries, against the sum of their steps' targets, so a
+    target that changes from step to step (a table's touched entries) is judged as it was.
 
     Example::
 
@@ -103,7 +106,7 @@ class DensityGuard:
         window.sent += sent
         window.target += target
         window.steps += 1
-        if window.steps < self.window or window.target < MIN_WINDOW_ENTRIES:
+        if window.steps < self.window or window.target < BACKSTOP_WINDOW_ENTRIES:
             return None
         if window.sent > self.factor * window.target:
             return OVER

@@ -2,8 +2,9 @@
 
 The threshold ``tau`` is the ``ceil(density * n)``-th largest magnitude, estimated only now and
 then (sorting every step is what makes plain top-k slow); every step in between keeps the entries
-with ``|acc| >= tau``. What is not sent stays in the residual and is added to the next gradient,
-so no gradient mass is ever lost: ``sent + residual == acc``, exactly, for every entry.
+with ``|acc| >= tau`` (``at_or_above``, then ``take``). What is not sent stays in the residual
+and is added to the next gradient, so no gradient mass is ever lost: ``sent + residual == acc``,
+exactly, for every entry.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import torch
 from torch import Tensor
 
 from dct.compression.wire_dtype import to_wire
+
+# The smallest positive float: a threshold of 0 keeps every nonzero entry, none of the zeros.
+SMALLEST = float(torch.nextafter(torch.tensor(0.0), torch.tensor(1.0)))
 
 
 def target_count(numel: int, density: float) -> int:
@@ -52,13 +56,19 @@ class Selection:
     values: Tensor
 
 
-def select(acc: Tensor, tau: float, value_dtype: torch.dtype) -> Selection:
-    """Entries of flat ``acc`` with ``|acc| >= tau`` (zeros never), rounded to ``value_dtype``.
+def at_or_above(magnitude: Tensor, tau: Tensor | float) -> Tensor:
+    """Where ``magnitude >= tau`` (``tau`` a scalar or one per entry), zeros never: a threshold
+    of 0 keeps every nonzero entry."""
+    if isinstance(tau, Tensor):
+        return magnitude >= tau.clamp_min(SMALLEST)
+    return magnitude >= max(tau, SMALLEST)
+
+
+def take(acc: Tensor, positions: Tensor, value_dtype: torch.dtype) -> Selection:
+    """The entries of flat ``acc`` at ``positions`` (ascending), rounded to ``value_dtype``.
 
     Values beyond the wire dtype's finite range are clamped to it; ``feed_back`` keeps the rest.
     """
-    keep = acc.abs() >= tau if tau > 0 else acc != 0
-    positions = torch.nonzero(keep).squeeze(1)
     return Selection(positions, to_wire(acc[positions], value_dtype))
 
 

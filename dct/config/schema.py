@@ -220,7 +220,9 @@ class DCTDPConfig:
 
     enabled: bool = setting(False, "compress the gradient all-reduce with DCT-DP")
     density: float = setting(0.01, "target fraction of gradient entries sent, in (0, 1]")
-    update_every: int = setting(1000, "steps between threshold estimates")
+    update_every: int = setting(
+        1000, "steps between threshold estimates (upkeep=guard; track corrects every step)"
+    )
     warmup_steps: int = setting(2, "first steps all-reduced plainly (at least 2)")
     value_dtype: str = setting("float32", "wire dtype of values: float32, float16 or bfloat16")
     guard_factor: float = setting(
@@ -228,7 +230,9 @@ class DCTDPConfig:
     )
     guard_window: int = setting(1, "steps the density must stay outside the band")
     threshold_sample_size: int = setting(0, "entries sampled to estimate a threshold; 0: exact")
-    table_residual_rows: int = setting(65536, "rows of table gradients kept as residual")
+    table_residual_rows: int = setting(
+        65536, "rows of table gradients kept as residual, per table (pooled over a rank's)"
+    )
     upkeep: str = setting(
         "guard",
         "guard (thresholds change by estimates only) or track (also corrected every step from"

@@ -45,6 +45,7 @@ class TableSync:
                 self.tables[0].dim,
                 meter,
                 dct_dp.table_residual_rows,
+                self.tables[0].weight.device,
             )
 
     def take(self) -> list[RowGradient]:

@@ -95,6 +95,9 @@ def _dp_summary(states: Mapping[str, DCTDPState]) -> dict[str, object]:
         summary[f"dp_{hook}_select_ms_per_step"] = (
             states[hook].select_ms_per_step() if hook in states else None
         )
+        summary[f"dp_{hook}_pack_ms_per_step"] = (
+            states[hook].pack_ms_per_step() if hook in states else None
+        )
     return summary
 
 

@@ -120,14 +120,15 @@ def _log_dct_dp(metrics: dict[str, object], density: float) -> None:
         if achieved is not None:
             log.info(
                 "dct-dp %s on rank 0: achieved density %.5f (%.2fx the target %g), %.0f threshold "
-                "estimates per 1,000 steps, %.2f ms a step selecting, %d logging intervals "
-                "outside the density band",
+                "estimates per 1,000 steps, %.2f ms a step selecting and %.2f packing and "
+                "unpacking, %d logging intervals outside the density band",
                 hook,
                 achieved,
                 achieved / density,
                 density,
                 metrics[f"dp_{hook}_estimates_per_1k_steps"],
                 metrics[f"dp_{hook}_select_ms_per_step"],
+                metrics[f"dp_{hook}_pack_ms_per_step"],
                 metrics[f"dp_{hook}_intervals_outside_band"],
             )
     log.info(

@@ -33,7 +33,7 @@ MEASURED = (
     "read_time_median_s",
     "peak_rss_bytes",
     "rss_over_state",
-    *(f"dp_{hook}_select_ms_per_step" for hook in DP_HOOKS),
+    *(f"dp_{hook}_{cost}_ms_per_step" for hook in DP_HOOKS for cost in ("select", "pack")),
 )
 
 

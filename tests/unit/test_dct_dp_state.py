@@ -1,7 +1,7 @@
 """DCTDPState without a process group: selection, error feedback, threshold schedule, settings.
 
 A stand-in bucket offers what DDP's ``GradBucket`` offers the state (parameters, their
-gradients, ``is_last``), so every step can be checked against plain tensor arithmetic.
+gradients, the buffer, ``is_last``), so every step can be checked against plain tensor arithmetic.
 """
 
 from __future__ import annotations
@@ -11,21 +11,7 @@ import torch
 
 from dct import DCTDPState
 from dct.compression.hard_threshold import target_count
-
-
-class FakeBucket:
-    def __init__(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        self._params, self._grads = params, grads
-
-    def parameters(self) -> list[torch.Tensor]:
-        return self._params
-
-    def gradients(self) -> list[torch.Tensor]:
-        return self._grads
-
-    def is_last(self) -> bool:
-        return True
-
+from tests.unit.fake_bucket import FakeBucket
 
 PARAMS = [torch.zeros(50, 4), torch.zeros(30)]
 
@@ -58,9 +44,10 @@ def test_warmup_sends_every_nonzero_entry_exactly():
         assert values.dtype == torch.float32 and torch.equal(values, flat[positions])
 
 
+@pytest.mark.parametrize("upkeep", ["guard", "track"])
 @pytest.mark.parametrize("value_dtype", ["float32", "float16", "bfloat16"])
-def test_sent_plus_residual_equals_gradient_plus_previous_residual(value_dtype):
-    state = DCTDPState(density=0.05, update_every=3, value_dtype=value_dtype)
+def test_sent_plus_residual_equals_gradient_plus_previous_residual(value_dtype, upkeep):
+    state = DCTDPState(density=0.05, update_every=3, value_dtype=value_dtype, upkeep=upkeep)
     previous = [torch.zeros(p.numel()) for p in PARAMS]
     for step in range(12):
         grads = grads_at(step)
@@ -77,15 +64,20 @@ def test_sent_plus_residual_equals_gradient_plus_previous_residual(value_dtype):
         previous = now
 
 
-def test_threshold_is_reestimated_every_update_every_steps_and_on_guard_only():
-    state = DCTDPState(density=0.05, update_every=4, warmup_steps=2, guard_factor=1e9)
+@pytest.mark.parametrize("upkeep", ["guard", "track"])
+def test_threshold_is_reestimated_every_update_every_steps_and_on_guard_only(upkeep):
+    """Tracking replaces the scheduled estimates: only the first is made."""
+    state = DCTDPState(
+        density=0.05, update_every=4, warmup_steps=2, guard_factor=1e9, upkeep=upkeep
+    )
     estimates = []
     for step in range(15):
         run_step(state, grads_at(step))
         estimates.append(state.compression_stats()["threshold_estimates"])
     per_step = [b - a for a, b in zip([0, *estimates], estimates)]
-    layers = len(PARAMS)
-    assert per_step == [0, 0, layers, 0, 0, 0, layers, 0, 0, 0, layers, 0, 0, 0, layers]
+    n = len(PARAMS)
+    scheduled = n if upkeep == "guard" else 0
+    assert per_step == [0, 0, n] + ([0, 0, 0, scheduled] * 3)
     assert state.compression_stats()["guard_over"] == 0
 
 

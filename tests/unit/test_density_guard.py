@@ -24,24 +24,11 @@ from dct.compression.density_guard import (
 )
 from dct.compression.hard_threshold import target_count
 from dct.train.density_report import DensityBand
+from tests.unit.fake_bucket import FakeBucket
 
 ENTRIES, DENSITY = 10_000, 0.01
 TARGET = target_count(ENTRIES, DENSITY)
 WIDE = 1e9  # a band no stream leaves: the threshold is only ever estimated on schedule
-
-
-class OneLayerBucket:
-    def __init__(self, param: torch.Tensor, grad: torch.Tensor) -> None:
-        self._param, self._grad = param, grad
-
-    def parameters(self) -> list[torch.Tensor]:
-        return [self._param]
-
-    def gradients(self) -> list[torch.Tensor]:
-        return [self._grad]
-
-    def is_last(self) -> bool:
-        return True
 
 
 def stream_counts(scale_after_first_estimate: float, steps: int, **settings) -> tuple[list, dict]:
@@ -52,7 +39,7 @@ def stream_counts(scale_after_first_estimate: float, steps: int, **settings) -> 
     counts = []
     for step in range(steps):
         scale = scale_after_first_estimate if step > state.warmup_steps else 1.0
-        bucket = OneLayerBucket(param, scale * torch.randn(ENTRIES, generator=generator))
+        bucket = FakeBucket([param], [scale * torch.randn(ENTRIES, generator=generator)])
         positions, _ = state.select(bucket)
         state.maybe_increase_step(bucket)
         if step >= state.warmup_steps:
@@ -149,7 +136,7 @@ def test_a_layer_with_fewer_nonzero_entries_than_its_target_is_not_reestimated()
     for step in range(20):
         grad = torch.zeros(1000)
         grad[step] = 1.0
-        state.select(OneLayerBucket(param, grad))
-        state.maybe_increase_step(OneLayerBucket(param, grad))
+        state.select(FakeBucket([param], [grad]))
+        state.maybe_increase_step(FakeBucket([param], [grad]))
     stats = state.compression_stats()
     assert stats["threshold_estimates"] == 1 and stats["guard_under"] == 0

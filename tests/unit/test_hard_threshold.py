@@ -4,9 +4,10 @@
 - ``estimate_threshold`` (exact) against the ``ceil(density * n)``-th largest of ``sorted()``
   over the Python list; sampled, against determinism and the exact fraction of entries it keeps
   on a seeded exponential sample.
-- ``select`` and ``feed_back`` against a Python filter of the list for the positions, against
-  ``struct``'s IEEE half rounding and a bit-level round-to-nearest-even for bfloat16 for the
-  values, and against ``acc`` itself for conservation: ``residual + scatter(values) == acc``.
+- ``at_or_above``, ``take`` and ``feed_back`` against a Python filter of the list for the
+  positions, against ``struct``'s IEEE half rounding and a bit-level round-to-nearest-even for
+  bfloat16 for the values, and against ``acc`` itself for conservation:
+  ``residual + scatter(values) == acc``.
 """
 
 import math
@@ -18,9 +19,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dct.compression.hard_threshold import (
+    at_or_above,
     estimate_threshold,
     feed_back,
-    select,
+    take,
     target_count,
 )
 
@@ -72,7 +74,7 @@ def acc_and_tau(draw) -> tuple[torch.Tensor, float]:
 
 def select_and_feed_back(acc: torch.Tensor, tau: float, value_dtype: torch.dtype) -> tuple:
     residual = acc.clone()
-    selection = select(acc, tau, value_dtype)
+    selection = take(acc, at_or_above(acc.abs(), tau).nonzero().squeeze(1), value_dtype)
     feed_back(residual, selection)
     return selection, residual
 
