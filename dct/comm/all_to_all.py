@@ -4,8 +4,8 @@ Rank ``r`` holds one tensor ``[sum(send_rows), width_r]`` whose rows are grouped
 it receives from each source ``s`` a block ``[recv_rows[s], widths[s]]``. This is the embedding
 exchange of hybrid DLRM: every rank pools its own tables for all samples of its model-parallel
 group, and gets back every table's pooled vectors for its own samples. Gradients travel the
-reverse way. Each wire part of the codec pair is one ``all_to_all_single`` on flat buffers, with
-split sizes in elements.
+reverse way. A codec's wire parts (values, scales) go out together: one ``all_to_all_single``
+a direction, each destination's parts laid end to end as bytes.
 """
 
 from __future__ import annotations
@@ -46,25 +46,40 @@ def exchange_parts(
     recv_layouts: Sequence[Layout],
     group: dist.ProcessGroup,
 ) -> tuple[list[list[Tensor]], int]:
-    """Send ``blocks[j][p]`` (part ``p`` for rank ``j``) to every rank, one collective a part.
+    """Send ``blocks[j][p]`` (part ``p`` for rank ``j``) to every rank, all parts in one
+    collective: each destination's parts laid end to end as bytes.
 
     Source ``s`` sends ``recv_rows[s]`` rows of each part laid out as ``recv_layouts[s]``.
     Returns, per source, its parts as ``[rows, cols]``, and the bytes this rank sent to others.
     """
     me = dist.get_rank(group)
-    received: list[list[Tensor]] = [[] for _ in recv_rows]
-    sent_bytes = 0
-    for p in range(len(recv_layouts[0])):
-        outgoing = [per_dest[p] for per_dest in blocks]
-        in_splits = [t.numel() for t in outgoing]
-        out_splits = [rows * layout[p][0] for rows, layout in zip(recv_rows, recv_layouts)]
-        flat = torch.cat([t.reshape(-1) for t in outgoing])
-        out = flat.new_empty(sum(out_splits), dtype=recv_layouts[0][p][1])
-        dist.all_to_all_single(out, flat, out_splits, in_splits, group=group)
-        sent_bytes += flat.element_size() * sum(n for j, n in enumerate(in_splits) if j != me)
-        for s, chunk in enumerate(out.split(out_splits)):
-            received[s].append(chunk.view(recv_rows[s], recv_layouts[s][p][0]))
-    return received, sent_bytes
+    in_splits = [sum(t.numel() * t.element_size() for t in per_dest) for per_dest in blocks]
+    part_bytes = [
+        [rows * cols * dtype.itemsize for cols, dtype in layout]
+        for rows, layout in zip(recv_rows, recv_layouts)
+    ]
+    out_splits = [sum(sizes) for sizes in part_bytes]
+    flat = torch.cat([_as_bytes(t) for per_dest in blocks for t in per_dest])
+    out = torch.empty(sum(out_splits), dtype=torch.uint8, device=flat.device)
+    dist.all_to_all_single(out, flat, out_splits, in_splits, group=group)
+    received: list[list[Tensor]] = []
+    for s, chunk in enumerate(out.split(out_splits)):
+        parts = zip(chunk.split(part_bytes[s]), recv_layouts[s])
+        received.append(
+            [_from_bytes(b, dtype).view(recv_rows[s], cols) for b, (cols, dtype) in parts]
+        )
+    return received, sum(n for j, n in enumerate(in_splits) if j != me)
+
+
+def _as_bytes(tensor: Tensor) -> Tensor:
+    return tensor.contiguous().reshape(-1).view(torch.uint8)
+
+
+def _from_bytes(data: Tensor, dtype: torch.dtype) -> Tensor:
+    """``data`` (bytes) read as ``dtype``; a copy where it starts off ``dtype``'s alignment."""
+    if data.data_ptr() % dtype.itemsize:
+        data = data.clone()
+    return data.view(dtype)
 
 
 def _dense_bytes(rows: Sequence[int], widths: Sequence[int], me: int) -> int:

@@ -33,17 +33,19 @@ def packed_bytes(n: int, bits: Sequence[int]) -> int:
 
 
 def _layout(bits: Sequence[int], device: torch.device) -> tuple[Tensor, Tensor]:
-    """For every bit of a row: its column and its place in the value."""
+    """For every bit of a row: its column and its place in the value (``int32``: values here
+    are counts below ``2 ** 31``, and half-width arithmetic moves half the memory)."""
     widths = torch.tensor(list(bits), dtype=torch.long, device=device)
     column = torch.repeat_interleave(torch.arange(len(bits), device=device), widths)
     place = torch.arange(column.numel(), device=device) - (widths.cumsum(0) - widths)[column]
-    return column, place
+    return column, place.to(torch.int32)
 
 
 def pack_columns(values: Tensor, bits: Sequence[int]) -> Tensor:
     """``values`` ``[n, len(bits)]`` (each below ``2 ** bits[t]``) as ``packed_bytes`` bytes."""
     column, place = _layout(bits, values.device)
-    flat = ((values.long().index_select(1, column) >> place) & 1).reshape(-1).to(torch.uint8)
+    bit = (values.to(torch.int32).index_select(1, column) >> place) & 1
+    flat = bit.to(torch.uint8).reshape(-1)
     padded = torch.cat([flat, flat.new_zeros(-flat.numel() % 8)]).view(-1, 8)
     return (padded * _BYTE.to(values.device)).sum(1, dtype=torch.uint8)
 
@@ -52,5 +54,5 @@ def unpack_columns(packed: Tensor, n: int, bits: Sequence[int]) -> Tensor:
     """The ``[n, len(bits)]`` int64 values ``pack_columns`` packed."""
     column, place = _layout(bits, packed.device)
     flat = (packed.view(-1, 1) & _BYTE.to(packed.device)).ne(0).view(-1)[: n * column.numel()]
-    terms = flat.view(n, column.numel()).long() << place
-    return terms.new_zeros(n, len(bits)).index_add_(1, column, terms)
+    terms = flat.view(n, column.numel()).to(torch.int32) << place
+    return terms.new_zeros(n, len(bits)).index_add_(1, column, terms).long()

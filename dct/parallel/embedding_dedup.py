@@ -45,7 +45,7 @@ def pool_dedup(
     # Every representative's slot: table t's bags fill slots t * total + [0, total).
     block = _owner(by_block)
     table, destination = block // destinations, block % destinations
-    within = _rank_within(by_block)
+    within = _rank_within(by_block, block)
     reps = found.representatives
     lengths = offsets.diff().index_select(0, reps)
     slot_lengths = torch.zeros(tables * total, dtype=offsets.dtype, device=offsets.device)
@@ -59,7 +59,7 @@ def pool_dedup(
     # Sent destination by destination, table by table.
     flat = counts.reshape(-1)
     pair = _owner(flat)
-    row = slot_starts[pair // tables] + _rank_within(flat)
+    row = slot_starts[pair // tables] + _rank_within(flat, pair)
     rows = pooled.index_select(0, row * tables + pair % tables)
     if counter is not None:
         others = torch.ones(destinations, dtype=torch.bool, device=counts.device)
@@ -92,7 +92,8 @@ def _owner(counts: Tensor) -> Tensor:
     return torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
 
 
-def _rank_within(counts: Tensor) -> Tensor:
-    """For ``counts.sum()`` items laid out group after group, each item's place in its group."""
+def _rank_within(counts: Tensor, owner: Tensor) -> Tensor:
+    """For ``counts.sum()`` items laid out group after group (``owner``: each item's group, from
+    ``_owner``), each item's place in its group."""
     starts = counts.cumsum(0) - counts
-    return torch.arange(int(counts.sum()), device=counts.device) - starts[_owner(counts)]
+    return torch.arange(owner.numel(), device=counts.device) - starts[owner]
