@@ -294,8 +294,8 @@ class DCTDPState:
         spans = [(end - size, end) for size, end in zip(sizes, ends)]
         targets = [target_count(size, self.density) for size in sizes]
         taus = [
-            self.threshold_for_step(name, magnitude[a:b], target) if b > a else 0.0
-            for name, (a, b), target in zip(names, spans, targets)
+            self._threshold_for_step(name, magnitude[a:b]) if b > a else 0.0
+            for name, (a, b) in zip(names, spans)
         ]
         tau = torch.tensor(taus, dtype=acc.dtype, device=acc.device).repeat_interleave(
             torch.tensor(sizes, device=acc.device) // width, output_size=acc.numel() // width
@@ -313,34 +313,30 @@ class DCTDPState:
         for name, (a, b), target, (sent, above) in zip(names, spans, targets, sent_above):
             if b == a:  # nothing touched: nothing to judge or send
                 continue
-            if self.judge(name, sent, target):
-                tau_now = self.reestimate(name, magnitude[a:b], target)
+            if self._judge(name, sent, target):
+                tau_now = self._reestimate(name, magnitude[a:b])
                 chosen = at_or_above(magnitude[a:b], tau_now).nonzero().squeeze(1)
                 sent = chosen.numel()
                 above = int((magnitude[a:b][chosen] >= tau_now * PROBE).sum())
                 redone.append((a, b, chosen + a))
-            self.settle(name, sent, above, b - a)
+            self._settle(name, sent, above, b - a)
         for a, b, chosen in redone:  # rare: the guard's fresh estimates replace those layers'
             outside = (positions < a) | (positions >= b)
             positions = torch.cat([positions[outside], chosen]).sort().values
         return positions
 
-    def threshold_for_step(self, name: str, acc: Tensor, target: int) -> float:
-        """Layer ``name``'s threshold this step: estimated from ``acc`` (flat magnitudes) when it
-        has none yet or, without tracking (which replaces it), its scheduled estimate is due."""
+    def _threshold_for_step(self, name: str, magnitude: Tensor) -> float:
+        """Layer ``name``'s threshold this step: estimated from its entries' ``magnitude`` when
+        it has none yet or, without tracking (which replaces it), its scheduled estimate is due."""
         layer = self._layers.setdefault(name, _Layer())
         due = (self.step - self.warmup_steps) % self.update_every == 0
         if layer.threshold is None or (due and self.upkeep == "guard"):
-            layer.threshold = self._estimate(name, acc, target)
-            layer.window.restart()
+            self._reestimate(name, magnitude)
         return layer.threshold
 
-    def threshold(self, name: str) -> float:
-        return self._layers[name].threshold
-
-    def judge(self, name: str, sent: int, target: int) -> bool:
+    def _judge(self, name: str, sent: int, target: int) -> bool:
         """Record that layer ``name`` selected ``sent`` entries for ``target`` at its threshold;
-        whether the guard calls for a fresh estimate (then ``reestimate`` and select again)."""
+        whether the guard calls for a fresh estimate (then ``_reestimate`` and select again)."""
         layer = self._layers[name]
         tracking = self.upkeep == "track"
         if tracking:
@@ -363,14 +359,19 @@ class DCTDPState:
         log.debug("DCT-DP guard, step %d, %s: %s the band", self.step, name, verdict)
         return True
 
-    def reestimate(self, name: str, acc: Tensor, target: int) -> float:
-        """Layer ``name``'s threshold estimated afresh from ``acc``, as the guard asked."""
+    def _reestimate(self, name: str, magnitude: Tensor) -> float:
+        """Layer ``name``'s threshold estimated afresh: the ``ceil(density * n)``-th largest of
+        its entries' ``magnitude``."""
         layer = self._layers[name]
-        layer.threshold = self._estimate(name, acc, target)
+        self._counters.threshold_estimates += 1
+        seed = self.step * 1_000_003 + zlib.crc32(name.encode())
+        layer.threshold = estimate_threshold(
+            magnitude, self.density, self.threshold_sample_size, seed
+        )
         layer.window.restart()
         return layer.threshold
 
-    def settle(self, name: str, sent: int, above_probe: int, entries: int) -> None:
+    def _settle(self, name: str, sent: int, above_probe: int, entries: int) -> None:
         """Count the ``sent`` entries of ``entries``; with tracking, correct the threshold for
         the next step from ``sent`` and ``above_probe`` (those at ``threshold * PROBE``)."""
         if self.upkeep == "track":
@@ -393,18 +394,6 @@ class DCTDPState:
     def record_bytes(self, sent: int, dense: int) -> None:
         self._counters.bytes_sent += sent
         self._counters.bytes_dense += dense
-
-    def _estimate(self, name: str, acc: Tensor, target: int) -> float:
-        """The threshold that keeps ``target`` of ``acc``'s entries."""
-        self._counters.threshold_estimates += 1
-        seed = self.step * 1_000_003 + zlib.crc32(name.encode())
-        # A dense layer's target is density * acc.numel(): the same density, exactly.
-        density = (
-            self.density
-            if target == target_count(acc.numel(), self.density)
-            else (min(1.0, target / max(acc.numel(), 1)))
-        )
-        return estimate_threshold(acc.abs(), density, self.threshold_sample_size, seed)
 
 
 def dct_dp_hook(state: DCTDPState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
