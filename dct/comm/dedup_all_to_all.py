@@ -8,7 +8,8 @@ index ``[samples[j], tables]`` naming each sample's vector among them. The recei
 gradients before they are sent back: exactly the sum the table takes anyway. The distinct
 vectors go through the codec pair like any row (``dct.comm.all_to_all``). The index follows
 each destination's counts per table (``int32``): a table's column of it in the fewest bits that
-number its distinct vectors (``dct.compression.bit_pack``; none when all samples share one).
+number its distinct vectors (``dct.compression.bit_pack``; none when all samples share one); a
+rank's index for its own samples stays where it is, unpacked.
 Counts and index are metered as ``mp_index``. Dense bytes are those of the exchange it
 replaces: every sample's row in fp32.
 
@@ -70,14 +71,20 @@ def all_to_all_dedup(
     mine = samples[me]
     counts = _exchange_counts(sent.counts, tables, group, meter)
     bits = [[bits_for(c) for c in table_counts.tolist()] for table_counts in counts]
+    # This rank's own samples' index never crosses the network: it stays unpacked.
+    indexes = list(sent.index.split(list(samples)))
     blocks = [
         [pack_columns(index, [bits_for(c) for c in sent.counts[j].tolist()]).view(1, -1)]
-        for j, index in enumerate(sent.index.split(list(samples)))
+        if j != me
+        else [index.new_empty(1, 0, dtype=torch.uint8)]
+        for j, index in enumerate(indexes)
     ]
-    layouts = [[(packed_bytes(mine, b), torch.uint8)] for b in bits]
+    layouts = [[(packed_bytes(mine, b) if s != me else 0, torch.uint8)] for s, b in enumerate(bits)]
     received, index_bytes = exchange_parts(blocks, [1] * len(tables), layouts, group)
     meter.record("mp", index_bytes, 0, part="index")
-    indexes = [unpack_columns(parts[0], mine, b) for parts, b in zip(received, bits)]
+    for s, (parts, b) in enumerate(zip(received, bits)):
+        if s != me:
+            indexes[s] = unpack_columns(parts[0], mine, b)
     reference = (
         FP32_BYTES * dim * tables[me] * sum(n for j, n in enumerate(samples) if j != me),
         FP32_BYTES * dim * mine * sum(t for s, t in enumerate(tables) if s != me),

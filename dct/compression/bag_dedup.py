@@ -3,15 +3,17 @@
 Bags are keyed by their ids, in order, never by pooled values: two bags with equal ids pool
 bitwise-equal vectors (the same sum in the same order) and owe the table the same rows, while
 value-equal vectors of different ids would wrongly share a gradient. Bags are deduplicated
-within each of ``groups`` consecutive, equal blocks (the samples going to one destination).
+within each block (the samples of one table going to one destination): ``block[i]`` names bag
+``i``'s, one of ``groups``.
 
 Example::
 
     # 2 destinations, 3 samples each, single-hot ids 5 5 7 | 7 7 7
-    d = dedup_bags(torch.tensor([5, 5, 7, 7, 7, 7]), torch.arange(7), groups=2)
+    block = torch.tensor([0, 0, 0, 1, 1, 1])
+    d = dedup_bags(torch.tensor([5, 5, 7, 7, 7, 7]), torch.arange(7), block, groups=2)
     d.counts          # tensor([2, 1]): destination 0 gets 2 distinct vectors, destination 1 one
-    d.representatives # tensor([0, 2, 3]): the bags pooled and sent, destination by destination
-    d.index           # tensor([0, 0, 1, 0, 0, 0]): each sample's vector among its destination's
+    d.representatives # tensor([0, 2, 3]): the bags sent, block by block
+    d.index           # tensor([0, 0, 1, 0, 0, 0]): each sample's vector among its block's
 """
 
 from __future__ import annotations
@@ -32,17 +34,17 @@ class DedupBags:
     counts: Tensor
 
 
-def dedup_bags(values: Tensor, offsets: Tensor, groups: int) -> DedupBags:
-    """The distinct bags (equal ids in equal order) within each of ``groups`` equal blocks of
-    the bags ``values``/``offsets`` describe (``include_last_offset`` form, from 0)."""
+def dedup_bags(values: Tensor, offsets: Tensor, block: Tensor, groups: int) -> DedupBags:
+    """The distinct bags (equal ids in equal order) within each block of the bags
+    ``values``/``offsets`` describe (``include_last_offset`` form, from 0); ``block``: each
+    bag's block, ``0 .. groups - 1``."""
     n = offsets.numel() - 1
-    if groups < 1 or n % groups:
-        raise ValueError(f"{n} bags do not split into {groups} equal blocks")
+    if block.shape != (n,):
+        raise ValueError(f"{n} bags given {tuple(block.shape)} block numbers")
     device = offsets.device
     if n == 0:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return DedupBags(empty, empty, torch.zeros(groups, dtype=torch.long, device=device))
-    block = torch.arange(n, device=device) // (n // groups)
     keys = _keys(values, offsets, block)
     inverse, first = _group(_fold(keys))
     if keys.ndim == 2 and not torch.equal(

@@ -5,6 +5,10 @@ Column ``t`` of an ``[n, columns]`` matrix takes ``bits[t]`` bits a value (a col
 first, follow one another; the last byte is padded with zeros. The de-duplicated all-to-all
 sends its sample index this way (``dct.comm.dedup_all_to_all``).
 
+A row's columns are gathered into words of at most ``GROUP_BITS`` bits, and each word is added
+into the bytes it straddles: a handful of tensor operations over ``[n, words, 8]``, whatever
+the widths, in place of one element per bit.
+
 Example::
 
     bits = [bits_for(3), bits_for(300)]        # [2, 9]
@@ -14,12 +18,18 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
-_BYTE = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+GROUP_BITS = 56
+"""A word's bits; shifted to its place within a byte (up to 7 bits) it stays below int64's sign."""
+
+_BYTE_SHIFTS = torch.arange(0, 64, 8, dtype=torch.long)
+_OURS = torch.tensor([255] * 7 + [127], dtype=torch.long)
+"""The bits of the 8 bytes a word can reach that can be its own (never int64's sign)."""
 
 
 def bits_for(count: int) -> int:
@@ -32,27 +42,60 @@ def packed_bytes(n: int, bits: Sequence[int]) -> int:
     return -(-n * sum(bits) // 8)
 
 
-def _layout(bits: Sequence[int], device: torch.device) -> tuple[Tensor, Tensor]:
-    """For every bit of a row: its column and its place in the value (``int32``: values here
-    are counts below ``2 ** 31``, and half-width arithmetic moves half the memory)."""
-    widths = torch.tensor(list(bits), dtype=torch.long, device=device)
-    column = torch.repeat_interleave(torch.arange(len(bits), device=device), widths)
-    place = torch.arange(column.numel(), device=device) - (widths.cumsum(0) - widths)[column]
-    return column, place.to(torch.int32)
+@dataclass(frozen=True)
+class _Words:
+    """``column``'s word and its place in it; each word's first bit within a row."""
+
+    word: Tensor
+    place: Tensor
+    start: Tensor
+
+
+def _words(bits: Sequence[int], device: torch.device) -> _Words:
+    """Consecutive columns gathered into words of at most ``GROUP_BITS`` bits."""
+    word, place, starts, used = [], [], [0], 0
+    for b in bits:
+        if b > GROUP_BITS:
+            raise ValueError(f"a column of {b} bits is wider than a word ({GROUP_BITS})")
+        if used + b > GROUP_BITS:
+            starts.append(starts[-1] + used)
+            used = 0
+        word.append(len(starts) - 1)
+        place.append(used)
+        used += b
+    as_tensor = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
+    return _Words(as_tensor(word), as_tensor(place), as_tensor(starts))
+
+
+def _byte_spans(n: int, bits: Sequence[int], words: _Words) -> tuple[Tensor, Tensor]:
+    """For every row's every word: the byte its first bit lies in, and the bit within it."""
+    rows = torch.arange(n, device=words.start.device).unsqueeze(1)
+    first_bit = rows * sum(bits) + words.start
+    return first_bit // 8, first_bit % 8
 
 
 def pack_columns(values: Tensor, bits: Sequence[int]) -> Tensor:
     """``values`` ``[n, len(bits)]`` (each below ``2 ** bits[t]``) as ``packed_bytes`` bytes."""
-    column, place = _layout(bits, values.device)
-    bit = (values.to(torch.int32).index_select(1, column) >> place) & 1
-    flat = bit.to(torch.uint8).reshape(-1)
-    padded = torch.cat([flat, flat.new_zeros(-flat.numel() % 8)]).view(-1, 8)
-    return (padded * _BYTE.to(values.device)).sum(1, dtype=torch.uint8)
+    n, device = values.shape[0], values.device
+    words = _words(bits, device)
+    word_values = torch.zeros(n, words.start.numel(), dtype=torch.long, device=device)
+    word_values.index_add_(1, words.word, values.long() << words.place)
+    byte, shift = _byte_spans(n, bits, words)
+    pieces = ((word_values << shift).unsqueeze(2) >> _BYTE_SHIFTS.to(device)) & 255
+    where = byte.unsqueeze(2) + torch.arange(8, device=device)
+    out = torch.zeros(packed_bytes(n, bits) + 8, dtype=torch.long, device=device)
+    # Words share a byte only where their bits do not overlap: adding is or-ing.
+    out.index_add_(0, where.reshape(-1), pieces.reshape(-1))
+    return out[: packed_bytes(n, bits)].to(torch.uint8)
 
 
 def unpack_columns(packed: Tensor, n: int, bits: Sequence[int]) -> Tensor:
     """The ``[n, len(bits)]`` int64 values ``pack_columns`` packed."""
-    column, place = _layout(bits, packed.device)
-    flat = (packed.view(-1, 1) & _BYTE.to(packed.device)).ne(0).view(-1)[: n * column.numel()]
-    terms = flat.view(n, column.numel()).to(torch.int32) << place
-    return terms.new_zeros(n, len(bits)).index_add_(1, column, terms).long()
+    device = packed.device
+    words = _words(bits, device)
+    byte, shift = _byte_spans(n, bits, words)
+    padded = torch.cat([packed.reshape(-1).long(), packed.new_zeros(8, dtype=torch.long)])
+    gathered = padded[byte.unsqueeze(2) + torch.arange(8, device=device)] & _OURS.to(device)
+    word_values = (gathered << _BYTE_SHIFTS.to(device)).sum(2) >> shift
+    masks = (1 << torch.tensor(list(bits), dtype=torch.long, device=device)) - 1
+    return (word_values.index_select(1, words.word) >> words.place) & masks

@@ -44,9 +44,9 @@ bag_lists = st.integers(1, 4).flatmap(
 
 def check_against_reference(lists: list[list[int]], groups: int) -> None:
     values, offsets = jagged(lists)
-    found = dedup_bags(values, offsets, groups)
+    per = len(lists) // groups
+    found = dedup_bags(values, offsets, torch.arange(len(lists)) // max(per, 1), groups)
     bags = bags_of(values, offsets)
-    per = len(bags) // groups
     starts = (found.counts.cumsum(0) - found.counts).tolist()
     assert found.counts.sum() == found.representatives.numel()
     for g in range(groups):
@@ -82,14 +82,23 @@ def monkeypatch_fold():
 
 def test_bags_are_keyed_by_ids_in_order():
     values, offsets = jagged([[1, 2], [2, 1], [1, 2], [], [3], [], [3, 3], [3]])
-    found = dedup_bags(values, offsets, groups=2)
+    found = dedup_bags(values, offsets, torch.arange(8) // 4, groups=2)
     assert found.counts.tolist() == [3, 3]
     assert found.index[0] == found.index[2] != found.index[1]
 
 
-def test_uneven_blocks_are_refused():
-    with pytest.raises(ValueError, match="equal blocks"):
-        dedup_bags(torch.tensor([1, 2, 3]), torch.arange(4), groups=2)
+def test_blocks_need_not_be_consecutive():
+    """Bags 0, 2 in block 1 and 1, 3 in block 0: each block's distinct bags, in block order."""
+    values, offsets = jagged([[4], [4], [4], [6]])
+    found = dedup_bags(values, offsets, torch.tensor([1, 0, 1, 0]), groups=2)
+    assert found.counts.tolist() == [2, 1]
+    assert found.representatives.tolist() == [1, 3, 0]
+    assert found.index.tolist() == [0, 0, 0, 1]
+
+
+def test_a_block_number_per_bag_is_required():
+    with pytest.raises(ValueError, match="block numbers"):
+        dedup_bags(torch.tensor([1, 2, 3]), torch.arange(4), torch.zeros(2, dtype=torch.long), 2)
 
 
 TABLES, DIM, ROWS = 3, 4, 6

@@ -20,7 +20,7 @@ def test_bits_number_every_thing(count, bits):
 @settings(max_examples=200, deadline=None)
 @given(
     st.integers(0, 40),
-    st.lists(st.integers(1, 70000), min_size=1, max_size=5),
+    st.lists(st.integers(1, 2**31), min_size=1, max_size=14),
     st.randoms(use_true_random=False),
 )
 def test_unpack_inverts_pack(n, counts, rng):
@@ -38,3 +38,17 @@ def test_bits_follow_one_another_lowest_first():
     1,1 | 0,0,0, so the first byte holds bits 0, 3, 5 and 6 set, the second none."""
     packed = pack_columns(torch.tensor([[1, 2], [3, 0]]), [2, 3])
     assert packed.tolist() == [0b01101001, 0]
+
+
+def test_words_straddle_bytes_and_rows():
+    """Three rows of 31 + 31 + 3 bits (two words a row, rows starting mid-byte) against the
+    same bits laid out one by one."""
+    bits = [31, 31, 3]
+    values = torch.tensor([[2**31 - 1, 12345, 5], [0, 2**30 + 7, 2], [99, 1, 7]])
+    stream = [(int(v) >> k) & 1 for row in values for v, b in zip(row, bits) for k in range(b)]
+    stream += [0] * (-len(stream) % 8)
+    expected = [
+        sum(bit << k for k, bit in enumerate(stream[i : i + 8])) for i in range(0, len(stream), 8)
+    ]
+    assert pack_columns(values, bits).tolist() == expected
+    assert torch.equal(unpack_columns(pack_columns(values, bits), 3, bits), values)
