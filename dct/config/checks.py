@@ -37,6 +37,7 @@ from dct.config.schema import (
     OutputConfig,
     RunConfig,
     SyntheticDataConfig,
+    TabularDataConfig,
     TrainConfig,
     mp_codec_names,
 )
@@ -166,7 +167,8 @@ def _check_data(data: DataConfig) -> None:
     source = DATA_SOURCES.get(data.name)
     require(
         source is not None,
-        f"data.name={data.name!r} is unknown; use data=synthetic or data=criteo",
+        f"data.name={data.name!r} is unknown; use "
+        + " or ".join(f"data={name}" for name in DATA_SOURCES),
     )
     require(
         isinstance(data, source),
@@ -176,6 +178,8 @@ def _check_data(data: DataConfig) -> None:
     _at_least("data.eval_size", data.eval_size, 1)
     if isinstance(data, CriteoDataConfig):
         _check_criteo(data)
+    elif isinstance(data, TabularDataConfig):
+        _check_tabular(data)
     else:
         _check_synthetic(data)
 
@@ -193,6 +197,14 @@ def _check_criteo(data: CriteoDataConfig) -> None:
     )
     require(
         0.0 < data.eval_fraction < 1.0, f"data.eval_fraction={data.eval_fraction} must be in (0, 1)"
+    )
+
+
+def _check_tabular(data: TabularDataConfig) -> None:
+    require(
+        bool(data.path),
+        "data=tabular needs data.path=DIR: a directory written by "
+        "'dct-preprocess --schema SCHEMA.yaml --out DIR FILE...'",
     )
 
 

@@ -95,9 +95,10 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     """Where samples come from: one dataclass per source, chosen by the ``data`` group file
-    (``data=synthetic``, ``data=criteo``), each holding only its own keys. Every source leaves
-    ``num_dense`` and ``cardinalities`` to the model once ``dct.data.sources.with_data_shape``
-    has read them (the synthetic source's are settings, Criteo's come from its files)."""
+    (``data=synthetic``, ``data=criteo``, ``data=tabular``), each holding only its own keys.
+    Every source leaves ``num_dense`` and ``cardinalities`` to the model once
+    ``dct.data.sources.with_data_shape`` has read them (the synthetic source's are settings,
+    the others' come from their files)."""
 
     name: str = setting(help="the source; pick it with data=<file>, not this key")
     eval_size: int = setting(16384, "rows evaluated, in whole global batches")
@@ -143,10 +144,21 @@ class CriteoDataConfig(DataConfig):
     )
 
 
+@dataclass
+class TabularDataConfig(DataConfig):
+    """A team's own data, preprocessed by ``dct-preprocess`` (``dct.data.tabular``) from the
+    features a schema file declares. The feature counts, table sizes and the train and eval
+    splits come from the directory's manifest."""
+
+    name: str = setting("tabular", "the source; pick it with data=<file>, not this key")
+    path: Optional[str] = setting(None, "the dct-preprocess output directory (required)")
+
+
 # Each data source's schema by its name (``data.name``).
 DATA_SOURCES: dict[str, type[DataConfig]] = {
     "synthetic": SyntheticDataConfig,
     "criteo": CriteoDataConfig,
+    "tabular": TabularDataConfig,
 }
 
 

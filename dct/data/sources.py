@@ -6,24 +6,45 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from dct.config import CriteoDataConfig, RunConfig, data_seed
+from dct.config import CriteoDataConfig, DataConfig, RunConfig, TabularDataConfig, data_seed
 from dct.config.runtime_checks import check_eval_split
 from dct.data.criteo import CriteoClicks
 from dct.data.criteo_format import NUM_DENSE
 from dct.data.rank_batches import SampleSource
 from dct.data.synthetic import SyntheticClicks
+from dct.data.tabular import TabularClicks
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class ShapedCriteoConfig(CriteoDataConfig):
-    """``data=criteo`` with the shape its files declare, made by ``with_data_shape``, so that the
-    readers of ``cfg.data.num_dense`` and ``cfg.data.cardinalities`` see every source alike.
-    Not a schema of the ``data`` group: these are the files' facts, not settings."""
+class DataShape:
+    """The shape files declare, added to their source's settings by ``with_data_shape`` so that
+    the readers of ``cfg.data.num_dense`` and ``cfg.data.cardinalities`` see every source alike.
+    Not a schema of the ``data`` group: these are the files' facts, not settings. Listed first
+    among a shaped config's bases, its fields come after the source's own."""
+
+    num_dense: int = 0
+    cardinalities: list[int] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ShapedCriteoConfig(DataShape, CriteoDataConfig):
+    """``data=criteo`` with the shape its files declare."""
 
     num_dense: int = NUM_DENSE
-    cardinalities: list[int] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ShapedTabularConfig(DataShape, TabularDataConfig):
+    """``data=tabular`` with the shape its manifest declares."""
+
+
+# The sources whose shape is read from files, and the config that carries it.
+SHAPED: dict[type[DataConfig], type[DataShape]] = {
+    CriteoDataConfig: ShapedCriteoConfig,
+    TabularDataConfig: ShapedTabularConfig,
+}
 
 
 def open_source(cfg: RunConfig) -> SampleSource:
@@ -31,30 +52,44 @@ def open_source(cfg: RunConfig) -> SampleSource:
     if isinstance(data, CriteoDataConfig):
         eval_path = None if data.eval_path is None else Path(data.eval_path)
         return CriteoClicks(Path(data.path), eval_path, data.eval_fraction)
+    if isinstance(data, TabularDataConfig):
+        return TabularClicks(Path(data.path))
     return SyntheticClicks(data, data_seed(cfg))
 
 
 def with_data_shape(cfg: RunConfig) -> RunConfig:
-    """``cfg`` with what real data decides filled in: for ``criteo``, the files' table sizes and
-    dense feature count (a ``ShapedCriteoConfig``), and ``eval_size`` cut to the eval split's
-    whole global batches.
+    """``cfg`` with what real data decides filled in: for ``criteo`` and ``tabular``, the files'
+    table sizes and dense feature count (a ``DataShape``: ``ShapedCriteoConfig``,
+    ``ShapedTabularConfig``), and ``eval_size`` cut to the eval split's whole global batches.
 
     Raises ``DataError`` for unusable files, ``ConfigError`` for an eval split smaller than
     one global batch.
     """
-    if not isinstance(cfg.data, CriteoDataConfig):
+    shaped = next((s for base, s in SHAPED.items() if isinstance(cfg.data, base)), None)
+    if shaped is None:
         return cfg
     source = open_source(cfg)
     batch = cfg.train.batch_size
     eval_rows = source.split_rows("eval")
-    check_eval_split(eval_rows, batch, cfg.data.eval_path or cfg.data.path)
+    check_eval_split(eval_rows, batch, _eval_location(cfg.data))
     eval_size = min(cfg.data.eval_size, eval_rows) // batch * batch
     if eval_size != cfg.data.eval_size:
         log.info(
             "evaluating %d rows: whole global batches of the %d eval rows", eval_size, eval_rows
         )
     settings = {item.name: getattr(cfg.data, item.name) for item in dataclasses.fields(cfg.data)}
-    data = ShapedCriteoConfig(
-        **{**settings, "eval_size": eval_size, "cardinalities": source.table_sizes}
-    )
+    shape = {"num_dense": _num_dense(source), "cardinalities": source.table_sizes}
+    data = shaped(**{**settings, "eval_size": eval_size, **shape})
     return dataclasses.replace(cfg, data=data)
+
+
+def _num_dense(source: SampleSource) -> int:
+    """A tabular directory's dense features are in its manifest; Criteo's are its format's."""
+    return source.num_dense if isinstance(source, TabularClicks) else NUM_DENSE
+
+
+def _eval_location(data: DataConfig) -> str:
+    """The directory the eval split is read from, for messages."""
+    if isinstance(data, TabularDataConfig):
+        return str(Path(data.path) / "eval")
+    return data.eval_path or data.path
