@@ -26,6 +26,8 @@ Example (``configs/schemas/adult.yaml``)::
   or empty list is one missing value.
 - ``eval``: ``fraction`` of the rows, the last in file order (or, with ``time_column``, those
   latest in time) held out; ignored when eval files are given.
+- ``columns``: for CSV/TSV files without a header row, their columns' names in order (Criteo's
+  logs, ``configs/schemas/criteo.yaml``); without it the first row names them.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class FeatureSchema:
     dense: tuple[DenseFeature, ...] = ()
     sparse: tuple[SparseFeature, ...] = ()
     eval: EvalSplit = field(default_factory=EvalSplit)
+    header: tuple[str, ...] | None = None
+    """The names of a headerless CSV/TSV file's columns (the schema's ``columns``)."""
 
     def columns(self) -> list[str]:
         """Every column the schema reads, each once, in declaration order."""
@@ -119,12 +123,23 @@ def load_schema(path: Path) -> FeatureSchema:
 
 def parse_schema(raw: Any, where: str) -> FeatureSchema:
     """The schema a YAML document ``raw`` declares; ``where`` names it in errors."""
-    entry = _Entry(raw, where, "the schema", {"label", "dense", "sparse", "eval"})
+    entry = _Entry(raw, where, "the schema", {"label", "dense", "sparse", "eval", "columns"})
     label = _label(entry.child("label", {"column", "positive", "threshold"}, required=True))
     dense = tuple(_dense(e) for e in entry.children("dense"))
     sparse = tuple(_sparse(e) for e in entry.children("sparse"))
     split = entry.child("eval", {"fraction", "time_column"})
-    schema = FeatureSchema(label, dense, sparse, EvalSplit() if split is None else _eval(split))
+    header = entry.raw.get("columns")
+    if header is not None and (
+        not isinstance(header, list) or not all(isinstance(c, (str, int)) for c in header)
+    ):
+        raise SchemaError(f"{where}: columns must be a list of column names, got {header!r}")
+    schema = FeatureSchema(
+        label,
+        dense,
+        sparse,
+        EvalSplit() if split is None else _eval(split),
+        None if header is None else tuple(str(c) for c in header),
+    )
     if not sparse:
         raise SchemaError(f"{where}: declare at least one sparse (categorical) column")
     names = [label.column, *(f.column for f in dense), *(f.column for f in sparse)]
