@@ -21,6 +21,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("dct.export")
 
@@ -38,13 +39,32 @@ def export(checkpoint: Path, out: Path) -> dict[str, object]:
     (a full disk leaves no half-written file), and is checked before the checkpoint is read.
     """
     import torch
+
+    _check_writable(out)
+    model, meta = load_model_state(checkpoint)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("wb") as file:
+            torch.save(model, file)
+        os.replace(partial, out)
+    except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {out}: {_reason(error)}") from None
+    return meta
+
+
+def load_model_state(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``checkpoint``'s model as one ``models.dlrm.DLRM`` state dict, whatever grid wrote it,
+    and its ``meta``; ``CheckpointError`` for an incomplete, foreign or damaged checkpoint."""
+    import torch
     from torch.distributed.checkpoint.api import CheckpointException
 
     from dct.checkpoint import dcp_io
     from dct.checkpoint.meta import META
     from dct.checkpoint.store import CheckpointError, check_complete
 
-    _check_writable(out)
     check_complete(checkpoint)
     metadata = dcp_io.read_metadata(checkpoint)
     shapes = {
@@ -66,18 +86,7 @@ def export(checkpoint: Path, out: Path) -> dict[str, object]:
             f"{checkpoint} is damaged: its data does not load ({', '.join(failed) or error})"
         ) from None
     meta = state.pop(META)
-    model = {key[len(MODEL) :]: tensor for key, tensor in state.items()}
-    partial = out.with_name(out.name + ".partial")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with partial.open("wb") as file:
-            torch.save(model, file)
-        os.replace(partial, out)
-    except (OSError, RuntimeError) as error:  # torch.save reports a failed write as RuntimeError
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        raise ExportError(f"cannot write {out}: {_reason(error)}") from None
-    return meta
+    return {key[len(MODEL) :]: tensor for key, tensor in state.items()}, meta
 
 
 def _check_writable(out: Path) -> None:

@@ -34,9 +34,9 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.stateful import Stateful
 
 from dct.checkpoint import dcp_io
-from dct.checkpoint.meta import FORMAT, META, check_meta, fingerprint
+from dct.checkpoint.meta import FORMAT, META, check_meta, data_record, fingerprint
 from dct.checkpoint.store import CheckpointError, CheckpointStore, check_complete, no_space_left
-from dct.config import RunConfig, checkpoint_every
+from dct.config import RunConfig, checkpoint_every, resolve_steps
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ class CheckpointManager:
         grid: dict[str, Any],
     ) -> None:
         self.cfg, self.grid = cfg, grid
+        self.data = data_record(cfg)
+        self.last_step = resolve_steps(cfg.train).steps
         self.states, self.rank_states = dict(states), dict(rank_states)
         self.every = checkpoint_every(cfg.train)
         self.store = CheckpointStore(checkpoint_root(cfg, run_dir), cfg.train.keep_checkpoints)
@@ -169,7 +171,7 @@ class CheckpointManager:
     def save_if_due(self, step: int) -> None:
         """Save if ``step`` is a checkpoint step (every ``checkpoint_every``, and the last step
         when checkpointing is on)."""
-        if not self.every or (step % self.every and step != self.cfg.train.steps):
+        if not self.every or (step % self.every and step != self.last_step):
             return
         started = time.perf_counter()
         entries, _ = self._shared()
@@ -182,6 +184,7 @@ class CheckpointManager:
                 "step": step,
                 "fingerprint": fingerprint(self.cfg),
                 "grid": self.grid,
+                "data": self.data,
             }
         try:
             dcp_io.save(entries, self.store.partial(step))

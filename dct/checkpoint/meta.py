@@ -8,7 +8,8 @@ A checkpoint is a flat DCP state dict (``dct.checkpoint.dcp_io``):
   and ``step``); ``optim/tables/<t>``: the table optimizer's state, row blocks like the table;
 - ``rank/<r>``: what belongs to rank ``r`` alone, one entry per part the trainer hands over
   (random state, DCT-DP states, DCT-MP's counters, byte meter, density band, progress);
-- ``meta``: the format, step, model shape, optimizers and the grid it was written on.
+- ``meta``: the format, step, model shape, optimizers, the grid it was written on and the data
+  it was trained on (``data_record``: ``dct-predict`` finds the preprocessed files there).
 
 ``dct.checkpoint.manager`` writes and reads these; this module says what ``meta`` holds.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dct.checkpoint.store import CheckpointError
-from dct.config import RunConfig
+from dct.config import RunConfig, resolve_steps
 from dct.parallel.sharding import ShardingPlan
 from dct.parallel.topology import Topology
 
@@ -39,6 +40,20 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
         "optim.name": cfg.optim.name,
         "optim.tables": cfg.optim.tables,
     }
+
+
+def data_record(cfg: RunConfig) -> dict[str, Any]:
+    """The files a run trained on: ``data.path`` made absolute and, for ``data=tabular``, the
+    manifest's schema fingerprint (so scoring refuses files preprocessed again differently)."""
+    path = getattr(cfg.data, "path", None)
+    if path is None:
+        return {"name": cfg.data.name}
+    record = {"name": cfg.data.name, "path": str(Path(path).resolve())}
+    if cfg.data.name == "tabular":
+        from dct.data.tabular_format import read_manifest
+
+        record["schema_fingerprint"] = read_manifest(Path(path)).schema_fingerprint
+    return record
 
 
 def grid(cfg: RunConfig, topology: Topology, plan: ShardingPlan | None) -> dict[str, Any]:
@@ -74,7 +89,6 @@ def check_meta(meta: Any, cfg: RunConfig, source: Path) -> None:
             f"{source} was written for another model: {'; '.join(differ)} "
             "(resume with the same settings, or train.resume=never)"
         )
-    if meta["step"] > cfg.train.steps:
-        raise CheckpointError(
-            f"{source} is at step {meta['step']}, past train.steps={cfg.train.steps}"
-        )
+    steps = resolve_steps(cfg.train).steps
+    if meta["step"] > steps:
+        raise CheckpointError(f"{source} is at step {meta['step']}, past train.steps={steps}")

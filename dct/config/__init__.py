@@ -16,6 +16,7 @@ from dct.config.schema import (
     BACKENDS,
     DATA_SOURCES,
     DEFAULT_CARDINALITIES,
+    DEFAULT_STEPS,
     DP_HOOK_NAMES,
     DP_UPKEEPS,
     LOG_LEVELS,
@@ -43,6 +44,7 @@ from dct.config.schema import (
     data_seed,
     model_parallel_size,
     mp_codec_names,
+    resolve_steps,
 )
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "BACKENDS",
     "DATA_SOURCES",
     "DEFAULT_CARDINALITIES",
+    "DEFAULT_STEPS",
     "DP_HOOK_NAMES",
     "DP_UPKEEPS",
     "LOG_LEVELS",
@@ -77,5 +80,6 @@ __all__ = [
     "data_seed",
     "model_parallel_size",
     "mp_codec_names",
+    "resolve_steps",
     "validate",
 ]

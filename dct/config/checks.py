@@ -39,6 +39,7 @@ from dct.config.schema import (
     SyntheticDataConfig,
     TabularDataConfig,
     TrainConfig,
+    epochs_need_file_data,
     mp_codec_names,
 )
 
@@ -62,6 +63,7 @@ def validate(cfg: RunConfig, world_size: int) -> None:
     _check_dp_hook(cfg.dp_hook, cfg.dct.dp)
     _check_dct_mp(cfg.dct.mp)
     _check_train(cfg.train, cfg.parallel.mp_mode, world_size)
+    _check_run_length(cfg.train, cfg.data)
     _check_output(cfg.output)
 
 
@@ -175,7 +177,8 @@ def _check_data(data: DataConfig) -> None:
         f"data.name={data.name!r} with the settings of another source: pick the source with "
         f"data={data.name}, not data.name",
     )
-    _at_least("data.eval_size", data.eval_size, 1)
+    if data.eval_size is not None:
+        _at_least("data.eval_size", data.eval_size, 1)
     if isinstance(data, CriteoDataConfig):
         _check_criteo(data)
     elif isinstance(data, TabularDataConfig):
@@ -209,6 +212,11 @@ def _check_tabular(data: TabularDataConfig) -> None:
 
 
 def _check_synthetic(data: SyntheticDataConfig) -> None:
+    require(
+        data.eval_size is not None,
+        "data.eval_size=null means the whole eval split, which synthetic data does not have "
+        "(its stream never ends): give a row count, e.g. data.eval_size=16384",
+    )
     require(
         data.seed is None or data.seed >= 0,
         f"data.seed={data.seed} must be >= 0, or null to follow seed",
@@ -314,7 +322,10 @@ def _check_optim(optim: OptimConfig) -> None:
 
 
 def _check_train(train: TrainConfig, mp_mode: str, world_size: int) -> None:
-    _at_least("train.steps", train.steps, 1)
+    if train.steps is not None:
+        _at_least("train.steps", train.steps, 1)
+    if train.epochs is not None:
+        _at_least("train.epochs", train.epochs, 1, " (passes over the train split)")
     _at_least("train.batch_size", train.batch_size, 1, " (samples a step, over all ranks)")
     require(train.lr > 0, f"train.lr={train.lr} must be > 0")
     _at_least("train.eval_every", train.eval_every, 1)
@@ -337,6 +348,18 @@ def _check_train(train: TrainConfig, mp_mode: str, world_size: int) -> None:
             f"train.batch_size={train.batch_size} must be a positive multiple of the world size "
             f"({world_size}): every rank trains on an equal slice of each global batch",
         )
+
+
+def _check_run_length(train: TrainConfig, data: DataConfig) -> None:
+    """A run's length is given once: ``train.steps`` or, for file data, ``train.epochs``."""
+    if train.epochs is None:
+        return
+    require(
+        train.steps is None,
+        f"train.steps={train.steps} and train.epochs={train.epochs}: give one of them "
+        "(set the other to null)",
+    )
+    require(not isinstance(data, SyntheticDataConfig), epochs_need_file_data(train.epochs))
 
 
 def _require_wire_dtype(key: str, value: str) -> None:

@@ -1,5 +1,5 @@
 """Config rules that need a fact known only once the run has started: whether CUDA is there,
-whether FBGEMM is installed, the built model's layers, the size of the data's eval split.
+whether FBGEMM is installed, the built model's layers.
 
 Each is called where its fact is known, and fails like ``dct.config.checks``: a
 ``ConfigError`` of one line naming the setting and what to change.
@@ -7,7 +7,7 @@ Each is called where its fact is known, and fails like ``dct.config.checks``: a
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 from dct.config.checks import require
 
@@ -36,13 +36,4 @@ def check_cut_names(cuts: Sequence[str], valid: Sequence[str]) -> None:
         not unknown,
         f"parallel.cuts={list(cuts)}: unknown cut(s) {unknown}: this model can be cut at "
         f"{list(valid)}",
-    )
-
-
-def check_eval_split(eval_rows: int, batch_size: int, where: Optional[str]) -> None:
-    """The eval split (of the directory ``where``) holds at least one global batch."""
-    require(
-        eval_rows >= batch_size,
-        f"the eval split of {where} has {eval_rows} rows, fewer than one global batch "
-        f"(train.batch_size={batch_size}); lower train.batch_size or use more eval data",
     )

@@ -10,7 +10,7 @@ declared with ``setting(default, help)``: its one-line help lives in the field's
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, replace
 from typing import Any, Callable, Optional
 
 DEFAULT_CARDINALITIES = [
@@ -53,6 +53,8 @@ LOG_LEVELS = ("debug", "info", "warning")
 DP_UPKEEPS = ("guard", "track")
 # Runs longer than this many steps checkpoint this often unless train.checkpoint_every says.
 AUTO_CHECKPOINT_EVERY = 500
+# Training steps when neither train.steps nor train.epochs is given.
+DEFAULT_STEPS = 300
 
 
 class ConfigError(ValueError):
@@ -98,10 +100,17 @@ class DataConfig:
     (``data=synthetic``, ``data=criteo``, ``data=tabular``), each holding only its own keys.
     Every source leaves ``num_dense`` and ``cardinalities`` to the model once
     ``dct.data.sources.with_data_shape`` has read them (the synthetic source's are settings,
-    the others' come from their files)."""
+    the others' come from their files).
+
+    Evaluation scores exactly ``eval_size`` rows, the first of the eval split: the last global
+    batch is padded with rows from the split's start and the padding left out of every metric
+    (``dct.train.evaluation``). A file source's ``eval_size`` is at most its eval split, and
+    ``null`` (its default) is the whole split."""
 
     name: str = setting(help="the source; pick it with data=<file>, not this key")
-    eval_size: int = setting(16384, "rows evaluated, in whole global batches")
+    eval_size: Optional[int] = setting(
+        None, "rows evaluated (the eval split's first), every one scored; null: the whole split"
+    )
 
 
 @dataclass
@@ -111,6 +120,7 @@ class SyntheticDataConfig(DataConfig):
     also initialises the model: set it to train several models on the same data."""
 
     name: str = setting("synthetic", "the source; pick it with data=<file>, not this key")
+    eval_size: int = setting(16384, "rows evaluated, every one scored (the eval stream has no end)")
     seed: Optional[int] = setting(
         None, "seed of the synthetic world (teacher and samples); null: the run's seed"
     )
@@ -209,9 +219,17 @@ class TrainConfig:
     """``batch_size`` is global: every rank trains on ``batch_size / world_size`` samples a step.
     Checkpoints (``dct.checkpoint.manager``) are taken at logging steps and at the last step;
     ``checkpoint_every=null`` means every ``AUTO_CHECKPOINT_EVERY`` steps for runs longer than
-    that, else never."""
+    that, else never. The run's length is ``steps`` or, for file data, ``epochs`` (not both):
+    ``resolve_steps`` turns either into the step count every part of the run sees."""
 
-    steps: int = setting(300, "training steps")
+    steps: Optional[int] = setting(
+        None, f"training steps; null: {DEFAULT_STEPS}, or as many as epochs make"
+    )
+    epochs: Optional[int] = setting(
+        None,
+        "file data, instead of steps: passes over the train split, "
+        "ceil(epochs x train rows / batch_size) steps",
+    )
     batch_size: int = setting(1024, "samples a step, over all ranks")
     lr: float = setting(0.05, "learning rate of the dense tower (and of tables by default)")
     eval_every: int = setting(100, "steps between evaluations")
@@ -356,11 +374,42 @@ def mp_codec_names(mp: DCTMPConfig) -> tuple[str, str]:
     return forward, mp.grad_codec or forward
 
 
+def resolve_steps(train: TrainConfig, train_rows: Optional[int] = None) -> TrainConfig:
+    """``train`` with ``steps`` settled: as given; for ``epochs``, enough global batches to pass
+    ``epochs`` times over the ``train_rows`` rows of a file source's train split,
+    ``ceil(epochs * train_rows / batch_size)`` (the last batch may run into the next pass, as
+    batches wrap around the split's end); else ``DEFAULT_STEPS``. ``epochs`` is cleared once
+    counted, so the result is a valid config too (``validate`` refuses both at once).
+
+    Raises ``ConfigError`` for ``epochs`` without ``train_rows`` (synthetic data has no end).
+
+    Example::
+
+        resolve_steps(TrainConfig(epochs=2, batch_size=64), train_rows=1000).steps  # 32
+    """
+    if train.steps is not None:
+        return train
+    if train.epochs is None:
+        return replace(train, steps=DEFAULT_STEPS)
+    if train_rows is None:
+        raise ConfigError(epochs_need_file_data(train.epochs))
+    steps = -(-train.epochs * train_rows // train.batch_size)  # integer ceil: exact at any size
+    return replace(train, steps=steps, epochs=None)
+
+
+def epochs_need_file_data(epochs: int) -> str:
+    """The line for ``train.epochs`` where no train split has a size (synthetic data)."""
+    return (
+        f"train.epochs={epochs} counts passes over a train split, which synthetic data does not "
+        "have (its stream never ends): use train.steps, or data=criteo / data=tabular"
+    )
+
+
 def checkpoint_every(train: TrainConfig) -> int:
     """Steps between checkpoints, 0 for none (``train.checkpoint_every``, ``None`` resolved)."""
     if train.checkpoint_every is not None:
         return train.checkpoint_every
-    if train.steps <= AUTO_CHECKPOINT_EVERY:
+    if resolve_steps(train).steps <= AUTO_CHECKPOINT_EVERY:
         return 0
     return -(-AUTO_CHECKPOINT_EVERY // train.log_every) * train.log_every
 

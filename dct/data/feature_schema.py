@@ -102,6 +102,24 @@ class FeatureSchema:
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
+    @staticmethod
+    def from_dict(raw: dict) -> FeatureSchema:
+        """The schema ``to_dict`` gave (as a manifest records it); ``KeyError`` or
+        ``TypeError`` for another form."""
+        raw = dict(raw)
+        label = dict(raw.pop("label"))
+        if label.get("positive") is not None:
+            label["positive"] = tuple(label["positive"])
+        header = raw.pop("header", None)
+        return FeatureSchema(
+            label=LabelRule(**label),
+            dense=tuple(DenseFeature(**d) for d in raw.pop("dense", [])),
+            sparse=tuple(SparseFeature(**f) for f in raw.pop("sparse", [])),
+            eval=EvalSplit(**raw.pop("eval", {})),
+            header=None if header is None else tuple(header),
+            **raw,
+        )
+
     def fingerprint(self) -> str:
         """SHA-256 of the schema's canonical JSON: what the preprocessed files were made with."""
         text = json.dumps(self.to_dict(), sort_keys=True)

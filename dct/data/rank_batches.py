@@ -2,7 +2,8 @@
 
 Global batch ``i`` of a split is samples ``[i * B, (i + 1) * B)``. Rank ``r`` trains on its own
 disjoint slice ``[r * b, (r + 1) * b)`` with ``b = B / world_size``; its tables need the ids of
-its whole MP group's slice, ``mp_size * b`` samples starting at the group's first rank.
+its whole MP group's slice, ``mp_size * b`` samples starting at the group's first rank. Sample
+numbers run on past a split's end; a file source wraps them around to its start.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class RankReader:
     @property
     def local_size(self) -> int:
         return self.batch_size // self.world_size
+
+    def sample_numbers(self, batch_index: int) -> torch.Tensor:
+        """The numbers of this rank's samples (``read(...).local``) in global batch
+        ``batch_index``, as positions in the split before it wraps around: evaluation tells the
+        rows of a padded last batch from those past the rows it scores."""
+        start = batch_index * self.batch_size + self.rank * self.local_size
+        return torch.arange(start, start + self.local_size)
 
     def read(self, split: str, batch_index: int) -> RankBatch:
         """Raises ``DataError`` naming the feature, the id and the table's rows for an id

@@ -6,8 +6,14 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from dct.config import CriteoDataConfig, DataConfig, RunConfig, TabularDataConfig, data_seed
-from dct.config.runtime_checks import check_eval_split
+from dct.config import (
+    CriteoDataConfig,
+    DataConfig,
+    RunConfig,
+    TabularDataConfig,
+    data_seed,
+    resolve_steps,
+)
 from dct.data.criteo import CriteoClicks
 from dct.data.criteo_format import NUM_DENSE
 from dct.data.rank_batches import SampleSource
@@ -58,38 +64,39 @@ def open_source(cfg: RunConfig) -> SampleSource:
 
 
 def with_data_shape(cfg: RunConfig) -> RunConfig:
-    """``cfg`` with what real data decides filled in: for ``criteo`` and ``tabular``, the files'
-    table sizes and dense feature count (a ``DataShape``: ``ShapedCriteoConfig``,
-    ``ShapedTabularConfig``), and ``eval_size`` cut to the eval split's whole global batches.
+    """``cfg`` with what the data decides filled in: the run's step count
+    (``dct.config.resolve_steps``: ``train.epochs`` counted over a file source's train split,
+    or the default), and for ``criteo`` and ``tabular`` the files' table sizes and dense feature
+    count (a ``DataShape``: ``ShapedCriteoConfig``, ``ShapedTabularConfig``) and ``eval_size``
+    as a row count: the whole eval split for ``null``, at most the split otherwise. Applied to
+    its own result it changes nothing.
 
-    Raises ``DataError`` for unusable files, ``ConfigError`` for an eval split smaller than
-    one global batch.
+    Raises ``DataError`` for unusable files.
     """
     shaped = next((s for base, s in SHAPED.items() if isinstance(cfg.data, base)), None)
     if shaped is None:
-        return cfg
+        return dataclasses.replace(cfg, train=resolve_steps(cfg.train))
     source = open_source(cfg)
-    batch = cfg.train.batch_size
-    eval_rows = source.split_rows("eval")
-    check_eval_split(eval_rows, batch, _eval_location(cfg.data))
-    eval_size = min(cfg.data.eval_size, eval_rows) // batch * batch
-    if eval_size != cfg.data.eval_size:
+    train_rows = source.split_rows("train")
+    train = resolve_steps(cfg.train, train_rows)
+    if cfg.train.epochs is not None:
         log.info(
-            "evaluating %d rows: whole global batches of the %d eval rows", eval_size, eval_rows
+            "train.epochs=%d: %d steps of %d rows over the %d train rows",
+            cfg.train.epochs,
+            train.steps,
+            train.batch_size,
+            train_rows,
         )
+    eval_rows = source.split_rows("eval")
+    asked = cfg.data.eval_size
+    eval_size = eval_rows if asked is None else min(asked, eval_rows)
+    log.info("evaluating %d of the %d eval rows, every one scored", eval_size, eval_rows)
     settings = {item.name: getattr(cfg.data, item.name) for item in dataclasses.fields(cfg.data)}
     shape = {"num_dense": _num_dense(source), "cardinalities": source.table_sizes}
     data = shaped(**{**settings, "eval_size": eval_size, **shape})
-    return dataclasses.replace(cfg, data=data)
+    return dataclasses.replace(cfg, data=data, train=train)
 
 
 def _num_dense(source: SampleSource) -> int:
     """A tabular directory's dense features are in its manifest; Criteo's are its format's."""
     return source.num_dense if isinstance(source, TabularClicks) else NUM_DENSE
-
-
-def _eval_location(data: DataConfig) -> str:
-    """The directory the eval split is read from, for messages."""
-    if isinstance(data, TabularDataConfig):
-        return str(Path(data.path) / "eval")
-    return data.eval_path or data.path

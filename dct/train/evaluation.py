@@ -1,4 +1,10 @@
-"""Evaluation over the whole eval set, with every rank computing the same numbers."""
+"""Evaluation over exactly ``data.eval_size`` rows, with every rank computing the same numbers.
+
+The rows are read in whole global batches, so that every rank runs the same forward passes and
+collectives; the last batch, when the rows do not fill it, is padded with the rows that follow
+(a file source wraps around to its split's start), and each rank marks its padded rows, which
+no metric counts.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ class EvalResult:
 
 
 def num_eval_batches(eval_size: int, batch_size: int) -> int:
-    """The eval set is ``eval_size`` rounded up to whole global batches."""
+    """Global batches read to score ``eval_size`` rows: the last may be part padding."""
     return math.ceil(eval_size / batch_size)
 
 
@@ -41,10 +47,13 @@ def num_eval_batches(eval_size: int, batch_size: int) -> int:
 def evaluate(
     model: HybridDLRM | PipelineDLRM, reader: RankReader, eval_size: int, meter: ByteMeter
 ) -> EvalResult:
-    """AUC, log-loss and accuracy of ``model`` on the eval split, gathered from all ranks.
+    """AUC, log-loss and accuracy of ``model`` on the eval split's first ``eval_size`` rows,
+    gathered from all ranks.
 
-    Ranks without predictions (a pipeline's earlier stages) send rows marked as such, so every
-    rank gathers equal shapes and computes the same numbers from the predicting ranks' rows.
+    Every rank gathers equal shapes, its first column marking the rows that count: rows past
+    ``eval_size`` (the last batch's padding) and the rows of ranks without predictions (a
+    pipeline's earlier stages) are marked out, so every rank computes the same numbers from
+    the predicting ranks' rows, each scored once.
     """
     was_training = model.training
     model.eval()
@@ -53,7 +62,8 @@ def evaluate(
         batch = reader.read("eval", index)
         labels = batch.local.labels
         prob = model.predict(batch)
-        predicted = torch.full_like(labels, float(prob is not None))
+        scored = reader.sample_numbers(index).to(labels.device) < eval_size
+        predicted = scored.to(labels.dtype) * float(prob is not None)
         truth = batch.local.click_prob
         known = [predicted, labels if prob is None else prob, labels]
         columns.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +16,7 @@ from dct.checkpoint.manager import CheckpointManager
 from dct.checkpoint.meta import grid
 from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import REPORTED, ByteMeter, ChannelBytes
-from dct.config import RunConfig, mp_codec_names
+from dct.config import RunConfig, mp_codec_names, resolve_steps
 from dct.config.runtime_checks import check_fbgemm_installed
 from dct.data.rank_batches import RankBatch, RankReader
 from dct.data.sources import open_source
@@ -221,11 +221,15 @@ def train(
 ) -> TrainResult:
     """Train for ``cfg.train.steps`` steps, evaluating every ``eval_every`` steps and at the end.
 
-    Every rank must call this with the same ``cfg``; all of them return the same losses and
-    evaluation results. With ``run_dir``, checkpoints are resumed from and saved as
+    ``cfg`` as ``dct.data.sources.with_data_shape`` returns it (file data: its shape, its eval
+    rows and its step count settled; synthetic data with no step count trains
+    ``DEFAULT_STEPS``). Every rank must call this with the same ``cfg``; all of them return the
+    same losses and evaluation results. With ``run_dir``, checkpoints are resumed from and saved as
     ``cfg.train`` says (``dct.checkpoint.manager``), and the sinks are rewound to the step
     resumed from.
     """
+    # The one step count that the loop, the progress bar and the checkpoints all see.
+    cfg = replace(cfg, train=resolve_steps(cfg.train))
     torch.manual_seed(cfg.seed)
     meter = ByteMeter()
     model = build_model(cfg, topology, meter, device)

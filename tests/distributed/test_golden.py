@@ -137,7 +137,9 @@ def reference_run(cfg: RunConfig) -> dict:
         tower.step()
         tables.step()
         losses.append(loss.item())
-    eval_batch = data.samples("eval", 0, 256)
+    # Exactly eval_size rows (200, not a whole number of batches of 64): evaluation scores
+    # every row it is given and no more, its padded last batch left out (dct.train.evaluation).
+    eval_batch = data.samples("eval", 0, cfg.data.eval_size)
     with torch.no_grad():
         prob = torch.sigmoid(model(eval_batch))
     return {

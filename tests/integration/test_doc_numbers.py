@@ -128,10 +128,13 @@ def test_the_criteo_sample_prints_the_numbers_of_docs_data_md(tmp_path):
         f"docs/data.md's table (step, AUC, log-loss) {table}; the commands print {printed}"
     )
 
-    train_rows, eval_rows, split = re.search(
-        r"first ([\d,]+) rows and evaluates on ([\d,]+) of the last ([\d,]+)", text
+    train_rows, split, shown = re.search(
+        r"first ([\d,]+) rows and evaluates on every one of the last ([\d,]+) \(its\s+log says "
+        r"`evaluating (\d+) of the \3 eval rows`",
+        text,
     ).groups()
-    evaluated = re.search(r"evaluating (\d+) rows: whole global batches of the (\d+)", output)
+    evaluated = re.search(r"evaluating (\d+) of the (\d+) eval rows", output)
     rows = json.loads((tmp_path / "data" / "criteo_sample" / "manifest.json").read_text())["rows"]
-    written = [int(n.replace(",", "")) for n in (train_rows, eval_rows, split)]
-    assert written == [rows - int(evaluated[2]), int(evaluated[1]), int(evaluated[2])]
+    written = [int(n.replace(",", "")) for n in (train_rows, split, shown)]
+    assert evaluated[1] == evaluated[2], "every eval row is evaluated"
+    assert written == [rows - int(evaluated[2]), int(evaluated[2]), int(evaluated[1])]

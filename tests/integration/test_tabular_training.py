@@ -28,17 +28,24 @@ RUN = [
 
 
 def test_two_ranks_train_on_a_tabular_directory_with_sharded_tables(tmp_path):
+    """Two epochs of the 150 training rows, ``ceil(2 * 150 / 32) = 10`` steps, as the log says;
+    every one of the 70 eval rows scored, though batches of 32 do not divide them."""
     data = tmp_path / "data"
     make_tabular(data, train_rows=150, eval_rows=70)
     run_dir = tmp_path / "run"
+    by_epochs = [arg for arg in RUN if not arg.startswith("train.steps=")] + ["train.epochs=2"]
     done = launch(
-        [*RUN, f"data.path={data}", "parallel.mp_size=2", f"hydra.run.dir={run_dir}"], nproc=2
+        [*by_epochs, f"data.path={data}", "parallel.mp_size=2", f"hydra.run.dir={run_dir}"],
+        nproc=2,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "train.epochs=2: 10 steps of 32 rows over the 150 train rows" in output
+    assert "evaluating 70 of the 70 eval rows, every one scored" in output
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["steps"] == 8 and metrics["world_size"] == 2
-    assert metrics["eval_samples"] == 64  # the 70 eval rows, in whole global batches of 32
+    assert metrics["steps"] == 10 and metrics["world_size"] == 2
+    assert metrics["eval_samples"] == 70
     assert math.isfinite(metrics["logloss"]) and 0.0 < metrics["logloss"] < 2.0
     assert metrics["bayes_auc"] is None
     assert metrics["mp_bytes_sent"] > 0

@@ -133,6 +133,8 @@ SWEEP = [
     ("data.teacher_dim", 0, {}, "data.teacher_dim=0 must be >= 1"),
     ("data.teacher_scale", math.inf, {}, "data.teacher_scale=inf must be a finite number"),
     ("data.eval_size", 0, {}, "data.eval_size=0 must be >= 1"),
+    ("data.eval_size", 0, CRITEO, "data.eval_size=0 must be >= 1"),
+    ("data.eval_size", None, {}, "data.eval_size=null means the whole eval split, which synthetic"),
     ("parallel.mp_mode", "tensor", {}, "parallel.mp_mode='tensor': use embedding (tables sharded"),
     ("parallel.mp_size", 0, {}, "parallel.mp_size=0 must be >= 1"),
     ("parallel.sharding", "rows", {}, "parallel.sharding='rows': use one of auto, table, row"),
@@ -155,6 +157,14 @@ SWEEP = [
     ("optim.tables", "adam", {}, "optim.tables='adam': use one of sgd, adagrad, rowwise_adagrad"),
     ("optim.tables_lr", 0.0, {}, "optim.tables_lr=0.0 must be > 0, or null to follow train.lr"),
     ("train.steps", 0, {}, "train.steps=0 must be >= 1"),
+    ("train.epochs", 0, CRITEO, "train.epochs=0 must be >= 1 (passes over the train split)"),
+    ("train.epochs", 2, {}, "train.epochs=2 counts passes over a train split, which synthetic"),
+    (
+        "train.epochs",
+        2,
+        {**CRITEO, "train.steps": 100},
+        "train.steps=100 and train.epochs=2: give one of them (set the other to null)",
+    ),
     ("train.batch_size", 0, {}, "train.batch_size=0 must be >= 1"),
     ("train.batch_size", 0, PIPELINE, "train.batch_size=0 must be >= 1"),
     ("train.lr", -1.0, {}, "train.lr=-1.0 must be > 0"),
@@ -367,7 +377,7 @@ def test_a_key_added_with_plus_is_refused_too():
     cfg = composed("data=criteo", "data.path=/data/criteo", "+data.num_dense=1")
     with raises_config_error("data.num_dense is not a key of data=criteo (its keys: name, "):
         validate(cfg, world_size=1)
-    with raises_config_error("train.stpes is not a key of train (its keys: steps, batch_size"):
+    with raises_config_error("train.stpes is not a key of train (its keys: steps, epochs, batch"):
         validate(composed("+train.stpes=5"), world_size=1)
 
 

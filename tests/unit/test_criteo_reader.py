@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from dct.config import ConfigError, CriteoDataConfig, RunConfig
+from dct.config import CriteoDataConfig, RunConfig
 from dct.data.criteo import CriteoClicks
 from dct.data.criteo_format import (
     DENSE_FILE,
@@ -126,21 +126,30 @@ def test_a_manifest_from_another_version_or_garbled_is_refused(tmp_path):
         read_manifest(tmp_path / "d")
 
 
-def criteo_config(path: Path, batch_size: int, eval_size: int) -> RunConfig:
+def criteo_config(path: Path, batch_size: int, eval_size: int | None) -> RunConfig:
     cfg = RunConfig()
     cfg.data = CriteoDataConfig(path=str(path), eval_size=eval_size)
     cfg.train = dataclasses.replace(cfg.train, batch_size=batch_size)
     return cfg
 
 
-def test_the_files_decide_the_model_shape_and_the_eval_size(tmp_path):
+@pytest.mark.parametrize(
+    "batch_size, eval_size, evaluated",
+    [(32, None, 100), (32, 16384, 100), (32, 40, 40), (128, None, 100)],
+)
+def test_the_files_decide_the_model_shape_and_the_eval_size(
+    batch_size, eval_size, evaluated, tmp_path
+):
+    """The 100 eval rows (the last 1/7 of 700): all of them by default, at most all of them,
+    whatever the global batch. Every row is scored (``dct.train.evaluation`` pads the last
+    batch), so nothing is cut to whole batches, and a split smaller than one batch (128) is
+    no longer refused."""
     write_directory(tmp_path / "d", rows=700)
-    shaped = with_data_shape(criteo_config(tmp_path / "d", batch_size=32, eval_size=16384))
+    shaped = with_data_shape(criteo_config(tmp_path / "d", batch_size, eval_size))
     assert shaped.data.cardinalities == TABLE_SIZES
     assert shaped.data.num_dense == NUM_DENSE
-    assert shaped.data.eval_size == 96
-    with pytest.raises(ConfigError, match="has 100 rows, fewer than one global batch"):
-        with_data_shape(criteo_config(tmp_path / "d", batch_size=128, eval_size=16384))
+    assert shaped.data.eval_size == evaluated
+    assert with_data_shape(shaped) == shaped
 
 
 def poke_id(path: Path, row: int, table: int, value: int) -> None:

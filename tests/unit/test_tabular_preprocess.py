@@ -260,3 +260,12 @@ def test_schema_mistakes_exit_2_with_one_line(tmp_path, capsys, text, message):
     err = capsys.readouterr().err
     assert status == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_a_schema_survives_its_manifest_round_trip(tmp_path, schema):
+    from dct.data.feature_schema import FeatureSchema, load_schema
+
+    parsed = load_schema(schema)
+    assert FeatureSchema.from_dict(parsed.to_dict()) == parsed
+    preprocess(schema, tmp_path / "out", [write_parquet(tmp_path / "d.parquet", ROWS)])
+    assert read_manifest(tmp_path / "out").schema_fingerprint == parsed.fingerprint()

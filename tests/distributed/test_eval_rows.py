@@ -1,0 +1,106 @@
+"""Evaluation scores every row of the eval split, once, on any grid.
+
+The eval splits here are not a whole number of global batches of 32: 70 rows (two batches and
+6 rows) and 5 rows (less than one batch, which once was refused). Evaluation pads the last batch
+with the rows that follow and leaves the padding out of every metric. The reference is the
+run's own final model, exported from its last checkpoint (``dct.export``) into one
+``models.dlrm.DLRM``, predicting exactly the split's rows in one process, scored by
+scikit-learn's ``roc_auc_score`` and ``log_loss``. The runs are ``train.epochs=1`` over 150
+training rows, so the loop is also held to the step count epochs make, ``ceil(150 / 32) = 5``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from sklearn.metrics import log_loss, roc_auc_score
+
+from dct.config import ParallelConfig, RunConfig, TabularDataConfig, validate
+from dct.data.sources import with_data_shape
+from dct.data.tabular import TabularClicks
+from dct.export import export
+from dct.parallel.topology import Topology, grid_shape
+from dct.train.loop import train
+from models.dlrm import DLRM
+from tests.distributed.spawn import run_ranks
+from tests.distributed.test_golden import small_config
+from tests.unit.test_tabular_reader import make_tabular
+
+TRAIN_ROWS, BATCH, STEPS = 150, 32, 5
+PARALLEL = {
+    "embedding": ParallelConfig(mp_size=2, sharding="row"),
+    "pipeline": ParallelConfig(mp_mode="pipeline", cuts=["bottom_mlp.1"], microbatches=2),
+}
+
+
+def eval_config(path: Path, mode: str) -> RunConfig:
+    """``test_golden``'s small model on ``path`` for one epoch, evaluated and checkpointed at
+    its last step, every eval row scored (``data.eval_size=null``)."""
+    cfg = small_config(1, "sgd")
+    cfg.data = TabularDataConfig(path=str(path))
+    cfg.parallel = PARALLEL[mode]
+    cfg.train = dataclasses.replace(
+        cfg.train,
+        steps=None,
+        epochs=1,
+        batch_size=BATCH,
+        lr=0.05,
+        eval_every=STEPS,
+        log_every=STEPS,
+        checkpoint_every=STEPS,
+    )
+    validate(cfg, world_size=2)
+    return with_data_shape(cfg)
+
+
+def train_rank(cfg: RunConfig, run_dir: Path) -> dict:
+    topology = Topology(grid_shape(cfg, dist.get_world_size()), "cpu")
+    result = train(cfg, topology, torch.device("cpu"), run_dir=run_dir)
+    return {"evaluation": result.evaluation, "steps": len(result.losses)}
+
+
+def reference_scores(cfg: RunConfig, checkpoint: Path, model_file: Path) -> dict[str, float]:
+    """The checkpointed model's predictions of every eval row, scored by scikit-learn."""
+    export(checkpoint, model_file)
+    data = cfg.data
+    shape = (data.num_dense, cfg.model.bottom_mlp, data.cardinalities, cfg.model.top_mlp)
+    model = DLRM(*shape, seed=cfg.seed + 1)  # the weights come from the checkpoint
+    model.load_state_dict(torch.load(model_file, weights_only=True))
+    batch = TabularClicks(Path(data.path)).samples("eval", 0, data.eval_size)
+    with torch.no_grad():
+        prob = torch.sigmoid(model.eval()(batch)).double().numpy()
+    label = batch.labels.double().numpy()
+    assert 0 < label.sum() < len(label), "both classes are needed for an AUC"
+    return {
+        "auc": roc_auc_score(label, prob),
+        "logloss": log_loss(label, prob, labels=[0.0, 1.0]),
+        "accuracy": float(((prob >= 0.5) == (label >= 0.5)).mean()),
+    }
+
+
+@pytest.mark.parametrize(
+    "mode, eval_rows",
+    [("embedding", 70), ("pipeline", 70), ("embedding", 5)],
+    ids=["hybrid-mp2-70rows", "pipeline-2stages-70rows", "hybrid-mp2-5rows"],
+)
+def test_every_eval_row_is_scored_once(mode, eval_rows, tmp_path):
+    """Embedding mode: 2 MP ranks, each 16 rows of a batch (with 5 rows, rank 1's are all
+    padding); pipeline mode: 2 stages, the last one predicting all 32 rows."""
+    make_tabular(tmp_path / "data", TRAIN_ROWS, eval_rows)
+    cfg = eval_config(tmp_path / "data", mode)
+    assert (cfg.data.eval_size, cfg.train.steps) == (eval_rows, STEPS)
+    ranks = run_ranks(2, train_rank, cfg, tmp_path / "run", tmp_dir=tmp_path)
+
+    checkpoint = tmp_path / "run" / "checkpoints" / f"step_{STEPS:08d}"
+    expected = reference_scores(cfg, checkpoint, tmp_path / "model.pt")
+    for rank in ranks:
+        result = rank["evaluation"]
+        assert rank["steps"] == STEPS
+        assert result.num_samples == eval_rows
+        assert result.auc == pytest.approx(expected["auc"], abs=1e-6)
+        assert result.logloss == pytest.approx(expected["logloss"], rel=1e-5)
+        assert result.accuracy == expected["accuracy"]
