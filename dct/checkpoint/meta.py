@@ -72,7 +72,8 @@ def grid(cfg: RunConfig, topology: Topology, plan: ShardingPlan | None) -> dict[
 
 def check_meta(meta: Any, cfg: RunConfig, source: Path) -> None:
     """Raise ``CheckpointError`` naming ``source`` unless ``meta`` is a dct checkpoint's that
-    ``cfg`` can continue: the same model shape and optimizers, a step within ``train.steps``."""
+    ``cfg`` can continue: the same model shape and optimizers, data preprocessed with the same
+    schema (where the checkpoint records one), a step within ``train.steps``."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         written = meta.get("format") if isinstance(meta, dict) else None
         earlier = (
@@ -88,6 +89,14 @@ def check_meta(meta: Any, cfg: RunConfig, source: Path) -> None:
         raise CheckpointError(
             f"{source} was written for another model: {'; '.join(differ)} "
             "(resume with the same settings, or train.resume=never)"
+        )
+    trained = (meta.get("data") or {}).get("schema_fingerprint")
+    here = data_record(cfg).get("schema_fingerprint") if trained is not None else None
+    if trained is not None and here is not None and here != trained:
+        raise CheckpointError(
+            f"{source} was trained on data preprocessed with another schema (fingerprint "
+            f"{trained[:12]} there, {here[:12]} here): resume on the directory it was trained "
+            "on, or train.resume=never"
         )
     steps = resolve_steps(cfg.train).steps
     if meta["step"] > steps:

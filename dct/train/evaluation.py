@@ -17,6 +17,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from dct.comm.collectives import all_gather_cat
 from dct.comm.meter import ByteMeter
+from dct.data.criteo_format import DataError
 from dct.data.rank_batches import RankReader
 from dct.parallel.hybrid import HybridDLRM
 from dct.parallel.pipeline_model import PipelineDLRM
@@ -78,9 +79,21 @@ def evaluate(
         raise Diverged("the model predicts NaN or infinite click probabilities in evaluation")
     truth = table[:, 2] if table.shape[1] > 2 else None
     return EvalResult(
-        auc=float(roc_auc_score(label, prob)),
+        auc=auc(label, prob),
         logloss=float(log_loss(label, prob, labels=[0.0, 1.0])),
         accuracy=float(((prob >= 0.5) == (label >= 0.5)).mean()),
-        bayes_auc=None if truth is None else float(roc_auc_score(label, truth)),
+        bayes_auc=None if truth is None else auc(label, truth),
         num_samples=len(label),
     )
+
+
+def auc(label: np.ndarray, score: np.ndarray) -> float:
+    """The ROC AUC of ``score`` for 0/1 ``label``; ``DataError`` where it is undefined (every
+    row scored of one class), which only more eval rows can fix."""
+    classes = np.unique(label)
+    if len(classes) < 2:
+        raise DataError(
+            f"the {len(label)} eval rows scored all have label {classes[0]:g}: AUC is undefined; "
+            "evaluate more rows (data.eval_size, or a larger eval split)"
+        )
+    return float(roc_auc_score(label, score))

@@ -64,3 +64,15 @@ def test_an_earlier_versions_checkpoint_says_what_still_reads_it():
         check_meta(meta, RunConfig(), SOURCE)
     assert f"an earlier version wrote it (format {FORMAT - 1})" in str(error.value)
     assert "dct.export" in str(error.value)
+
+
+def test_data_preprocessed_with_another_schema_is_refused(monkeypatch):
+    import dct.checkpoint.meta
+
+    here = {"name": "tabular", "path": "/data/mine", "schema_fingerprint": "b" * 64}
+    monkeypatch.setattr(dct.checkpoint.meta, "data_record", lambda cfg: here)
+    meta = {**meta_of(RunConfig()), "data": {"schema_fingerprint": "a" * 64}}
+    with pytest.raises(CheckpointError, match="another schema .*aaaaaaaaaaaa there, bbbbbbbbbbbb"):
+        check_meta(meta, RunConfig(), SOURCE)
+    meta["data"]["schema_fingerprint"] = "b" * 64
+    check_meta(meta, RunConfig(), SOURCE)

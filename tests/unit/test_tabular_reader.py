@@ -333,3 +333,11 @@ def test_an_eval_split_smaller_than_a_global_batch_is_evaluated_whole(written):
     """Once refused as a config error; now the one padded batch scores its 11 rows."""
     out, _ = written
     assert with_data_shape(tabular_config(out, batch_size=16, eval_size=None)).data.eval_size == 11
+
+
+def test_an_eval_split_of_one_class_is_one_line_not_a_traceback():
+    from dct.train.evaluation import auc
+
+    with pytest.raises(DataError, match="all have label 0: AUC is undefined"):
+        auc(np.zeros(5), np.linspace(0, 1, 5))
+    assert auc(np.array([0.0, 1.0, 1.0]), np.array([0.2, 0.9, 0.1])) == 0.5
