@@ -74,7 +74,8 @@ def config(
 
 
 def run(cfg: RunConfig, run_dir: Path) -> dict:
-    """Train on this rank; its losses, metrics and every tensor it holds, by global name."""
+    """Train on this rank; its losses, metrics and every tensor it holds, by global name, and
+    its step times (measured, or restored from a checkpoint's record)."""
     world = dist.get_world_size()
     topology = Topology(grid_shape(cfg, world), "cpu")
     result = train(cfg, topology, torch.device("cpu"), run_dir=run_dir)
@@ -88,18 +89,22 @@ def run(cfg: RunConfig, run_dir: Path) -> dict:
         "tables": {(s.table, s.start, s.stop): w.clone() for s, w in model.table_blocks()},
         "dp_states": dp_states,
         "dp_rank": topology.dp_rank,
+        "step_times": result.step_times,
     }
 
 
 def stop_and_resume(cases: dict[str, RunConfig], root: str) -> dict[str, dict]:
-    """Per case: the uninterrupted run, and the run stopped at the checkpoint and resumed.
+    """Per case: the uninterrupted run, the run interrupted at the checkpoint, and that run resumed.
     The cases share one world of processes (starting one costs seconds)."""
     results = {}
     for name, cfg in cases.items():
         case_dir = Path(root) / name
         reference = run(cfg, case_dir / "reference")
-        run(replace(cfg, train=replace(cfg.train, steps=CHECKPOINT)), case_dir / "interrupted")
-        results[name] = {"reference": reference, "resumed": run(cfg, case_dir / "interrupted")}
+        interrupted = run(
+            replace(cfg, train=replace(cfg.train, steps=CHECKPOINT)), case_dir / "interrupted"
+        )
+        resumed = run(cfg, case_dir / "interrupted")
+        results[name] = {"reference": reference, "interrupted": interrupted, "resumed": resumed}
     return results
 
 
@@ -121,6 +126,30 @@ def assert_equal(a: object, b: object, exact: bool) -> None:
         assert a == pytest.approx(b, rel=1e-6, abs=1e-9)
     else:
         assert a == b
+
+
+def assert_resumed_equal(ranks: list[dict], cases: dict[str, RunConfig]) -> None:
+    """Every rank's resumed run of every case equals its uninterrupted one (``stop_and_resume``'s
+    results): bitwise with SGD, within 1e-6 with Adagrad; DCT-DP's residuals are really there."""
+    for name, cfg in cases.items():
+        exact = cfg.optim.name == cfg.optim.tables == "sgd"
+        for result in ranks:
+            reference, resumed = (dict(result[name][run]) for run in ("reference", "resumed"))
+            # The interrupted run's step times come back from the checkpoint's record: a run that
+            # started over instead would train to the same numbers but measure its own times.
+            interrupted_times = result[name]["interrupted"]["step_times"]
+            assert resumed.pop("step_times")[:CHECKPOINT] == interrupted_times, name
+            del reference["step_times"]
+            assert len(resumed["losses"]) == STEPS, name
+            assert_equal(resumed, reference, exact)
+        if cfg.dct.dp.enabled:  # the residuals compared above are really there
+            tables = [r[name]["resumed"]["dp_states"].get("tables") for r in ranks]
+            assert any(
+                r["values"] is not None and r["values"].abs().sum() > 0
+                for state in tables
+                if state is not None
+                for r in state["residuals"]
+            ), name
 
 
 # (world size, case) -> config; SGD cases must resume bitwise, Adagrad ones within 1e-6.
@@ -149,17 +178,4 @@ def test_resumed_run_equals_uninterrupted(world_size, tmp_path):
     if not fbgemm_available():  # FBGEMM is an extra: pip install -e '.[fbgemm]'
         cases = {k: v for k, v in cases.items() if v.model.table_kernel != "fbgemm"}
     ranks = run_ranks(world_size, stop_and_resume, cases, str(tmp_path), tmp_dir=tmp_path)
-    for name, cfg in cases.items():
-        exact = cfg.optim.name == cfg.optim.tables == "sgd"
-        for result in ranks:
-            reference, resumed = result[name]["reference"], result[name]["resumed"]
-            assert len(resumed["losses"]) == STEPS, name
-            assert_equal(resumed, reference, exact)
-        if cfg.dct.dp.enabled:  # the residuals compared above are really there
-            tables = [r[name]["resumed"]["dp_states"].get("tables") for r in ranks]
-            assert any(
-                r["values"] is not None and r["values"].abs().sum() > 0
-                for state in tables
-                if state is not None
-                for r in state["residuals"]
-            ), name
+    assert_resumed_equal(ranks, cases)
