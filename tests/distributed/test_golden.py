@@ -25,6 +25,7 @@ from dct.config import (
     TrainConfig,
     model_parallel_size,
 )
+from dct.data.rank_batches import SampleSource
 from dct.data.synthetic import SyntheticClicks
 from dct.embedding.fused import fbgemm_available
 from dct.parallel.topology import GridShape, Topology
@@ -116,7 +117,8 @@ def table_optimizer(cfg: RunConfig, weights: list[nn.Parameter]):
     return RowwiseAdagrad(weights, lr, optim.adagrad_eps)
 
 
-def reference_run(cfg: RunConfig) -> dict:
+def reference_run(cfg: RunConfig, data: SampleSource | None = None) -> dict:
+    """The plain single-process loop on ``data`` (default: the config's synthetic clicks)."""
     model = DLRM(
         cfg.data.num_dense,
         cfg.model.bottom_mlp,
@@ -127,7 +129,8 @@ def reference_run(cfg: RunConfig) -> dict:
     with_dense_tables(model)
     tower = dense_optimizer(cfg.optim, cfg.train.lr, model.dense_tower.parameters())
     tables = table_optimizer(cfg, [t.weight for t in model.sparse_arch.tables])
-    data, size = SyntheticClicks(cfg.data, cfg.seed), cfg.train.batch_size
+    data = SyntheticClicks(cfg.data, cfg.seed) if data is None else data
+    size = cfg.train.batch_size
     losses = []
     for step in range(cfg.train.steps):
         batch = data.samples("train", step * size, size)

@@ -17,23 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from sklearn.metrics import roc_auc_score
-from torch import nn
 
 from dct.config import DCTConfig, DCTDPConfig, DCTMPConfig, RunConfig, TabularDataConfig
 from dct.data.sources import with_data_shape
 from dct.data.tabular import TabularClicks
 from dct.parallel.topology import Topology, grid_shape
 from dct.train.loop import summary_metrics, train
-from dct.train.step_optimizers import dense_optimizer
-from models.dlrm import DLRM
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_golden import (
     ATOL,
     assert_same_training,
+    reference_run,
     small_config,
-    table_optimizer,
-    with_dense_tables,
 )
 from tests.unit.test_tabular_reader import make_tabular
 
@@ -87,38 +82,6 @@ def train_variants(cfgs: dict[str, RunConfig]) -> dict[str, dict]:
     return results
 
 
-def reference_run(cfg: RunConfig) -> dict:
-    model = with_dense_tables(
-        DLRM(
-            cfg.data.num_dense,
-            cfg.model.bottom_mlp,
-            cfg.data.cardinalities,
-            cfg.model.top_mlp,
-            cfg.seed,
-        )
-    )
-    tower = dense_optimizer(cfg.optim, cfg.train.lr, model.dense_tower.parameters())
-    tables = table_optimizer(cfg, [t.weight for t in model.sparse_arch.tables])
-    source, size = TabularClicks(cfg.data.path), cfg.train.batch_size
-    losses = []
-    for step in range(cfg.train.steps):
-        batch = source.samples("train", step * size, size)
-        loss = nn.functional.binary_cross_entropy_with_logits(model(batch), batch.labels)
-        model.zero_grad()
-        loss.backward()
-        tower.step()
-        tables.step()
-        losses.append(loss.item())
-    eval_batch = source.samples("eval", 0, cfg.data.eval_size)
-    with torch.no_grad():
-        prob = torch.sigmoid(model(eval_batch))
-    return {
-        "losses": losses,
-        "auc": roc_auc_score(eval_batch.labels.numpy(), prob.numpy()),
-        "tables": {t: table.weight.detach() for t, table in enumerate(model.sparse_arch.tables)},
-    }
-
-
 @pytest.mark.parametrize(
     "world_size, mp_size, num_dense, optim, tables, sharding, variants",
     [
@@ -142,7 +105,7 @@ def test_hybrid_training_on_tabular_data_equals_single_process(
     # All 70 eval rows, though not a whole number of batches of 32: the padded last batch's
     # padding is left out of the metrics, so nothing is cut to whole batches (64) any more.
     assert cfg.data.eval_size == EVAL_ROWS and cfg.data.num_dense == num_dense
-    reference = reference_run(cfg)
+    reference = reference_run(cfg, TabularClicks(cfg.data.path))
     cfgs = {name: dataclasses.replace(cfg, dct=VARIANTS[name]) for name in variants}
     ranks = run_ranks(world_size, train_variants, cfgs, tmp_dir=tmp_path)
     for name in variants:
