@@ -1,16 +1,18 @@
 """``dct-preprocess``: a team's own Parquet, CSV or TSV files into the arrays dct trains on.
 
 Reads the columns a schema (``dct.data.feature_schema``) names, in batches of ``--batch-rows``
-rows, in two passes over the training files: the first counts vocabularies and dense
-statistics on the training rows only, the second encodes every row (``dct.data.tabular_encode``)
-and appends it to its split (``dct.data.tabular_format``). Memory holds one batch and the
-vocabularies' distinct values, never a whole file. The eval split is ``--eval`` files, or the
-schema's ``eval.fraction`` of the rows: the last in file order, or with ``eval.time_column``
-those after the time below which the other rows lie (rows at that time stay in training; the
-time column is read once more, 8 bytes a row, to find it).
+rows, in two passes over the training files: the first counts vocabularies and dense statistics
+on the training rows only, the second encodes every row (``dct.data.tabular_encode``) and
+appends it to its split (``dct.data.tabular_format``). Memory holds two batches (one read ahead)
+and the vocabularies' distinct values, never a whole file. The eval split is ``--eval`` files,
+or the schema's ``eval.fraction`` of the rows: the last in file order, or with
+``eval.time_column`` those after the time below which the other rows lie (rows at that time stay
+in training; the time column is read once more, 8 bytes a row, to find it).
 
 The manifest is written last: a directory without one is unfinished, and running the same
-command again starts it over.
+command again resumes it after the last batch written (``dct.data.tabular_preprocess_state``
+keeps how far it got; a run stopped in the statistics pass counts again from the start). A
+rerun with another schema, other files or another ``--batch-rows`` is refused.
 """
 
 from __future__ import annotations
@@ -20,33 +22,33 @@ import hashlib
 import logging
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dct.data.criteo_format import DataError, SourceFile
 from dct.data.feature_schema import FeatureSchema, load_schema
-from dct.data.tabular_encode import EncodedRows, Encoder, Statistics, numeric
+from dct.data.tabular_encode import Encoder, Statistics, numeric
 from dct.data.tabular_format import (
-    DENSE,
-    LABELS,
     MANIFEST,
-    OFFSETS_DTYPE,
     SPLITS,
     UNSEEN_ROW,
-    VALUES_DTYPE,
-    SplitInfo,
     TableInfo,
     TabularManifest,
-    offsets_file,
-    values_file,
     vocabulary_file,
     write_manifest,
+)
+from dct.data.tabular_preprocess_state import (
+    PROGRESS,
+    TabularProgress,
+    load_vocabularies,
+    options,
+    require_same,
+    save_statistics,
+    split_writers,
 )
 from dct.data.tabular_read import check_columns, read_batches
 from dct.runtime import log_levels
@@ -77,25 +79,53 @@ def preprocess(
     for path in [*sources, *eval_sources]:
         names = check_columns(path, features, first)
         first = first or (path, names)
-    _prepare(Path(out))
+    out = Path(out)
+    progress = _prepare(out, features, sources, eval_sources, batch_rows)
+    try:
+        manifest = _encode(out, features, sources, eval_sources, batch_rows, progress)
+    except DataError:
+        # The inputs must change before this can finish, so a rerun will be started on other
+        # files: it starts over rather than being refused as another run.
+        (out / PROGRESS).unlink(missing_ok=True)
+        raise
+    write_manifest(out, manifest)
+    (out / PROGRESS).unlink()
+    (out / UNFINISHED).unlink()
+    return manifest
+
+
+def _encode(
+    out: Path,
+    features: FeatureSchema,
+    sources: list[Path],
+    eval_sources: list[Path],
+    batch_rows: int,
+    progress: TabularProgress,
+) -> TabularManifest:
+    """Both passes, from where ``progress`` says; the manifest to write."""
     splitter = _splitter(features, sources, batch_rows) if not eval_sources else None
 
-    stats = Statistics(features)
-    for path, batch, first_row, start in _batches(sources, features, batch_rows):
-        if splitter is not None:
-            batch = batch.filter(pa.array(~splitter(batch, start)))
-        stats.observe(batch, str(path))
-    vocabularies = stats.vocabularies()
-    encoder = Encoder(features, vocabularies, stats.dense_stats())
+    if progress.dense is None:
+        stats = Statistics(features)
+        for _, path, batch, _, start, _ in _batches(sources, features, batch_rows):
+            if splitter is not None:
+                batch = batch.filter(pa.array(~splitter(batch, start)))
+            stats.observe(batch, str(path))
+        vocabularies = stats.vocabularies()
+        progress.unseen = [0] * len(features.sparse)
+        save_statistics(out, progress, vocabularies, stats.dense_stats())
+    else:
+        vocabularies = load_vocabularies(out, features)
+    encoder = Encoder(features, vocabularies, progress.dense)
 
-    writers = {split: _SplitWriter(Path(out) / split, features) for split in SPLITS}
-    unseen = [0] * len(features.sparse)
-    inputs = [("train", sources)] + ([("eval", eval_sources)] if eval_sources else [])
-    for split, paths in inputs:
-        for path, batch, first_row, start in _batches(paths, features, batch_rows):
+    writers = split_writers(out, features, progress)
+    try:
+        paths = [*sources, *eval_sources]
+        batches = _batches(paths, features, batch_rows, progress.file, progress.row, progress.start)
+        for index, path, batch, first_row, start, last in batches:
             encoded = encoder.encode(batch, str(path), first_row)
             if splitter is None:
-                parts = {split: encoded}
+                parts = {"train" if index < len(sources) else "eval": encoded}
             else:
                 to_eval = splitter(batch, start)
                 parts = {"train": encoded.rows(~to_eval), "eval": encoded.rows(to_eval)}
@@ -105,30 +135,33 @@ def preprocess(
             if held_out is not None:
                 for k, vocabulary in enumerate(vocabularies):
                     if vocabulary is not None:
-                        unseen[k] += int((held_out.values[k] == UNSEEN_ROW).sum())
-    splits = {split: writer.close() for split, writer in writers.items()}
+                        progress.unseen[k] += int((held_out.values[k] == UNSEEN_ROW).sum())
+            for writer in writers.values():
+                writer.sync()
+            # After a file's last batch, point at the next file: a resume need not read it again.
+            progress.file, progress.row = (
+                (index + 1, 0) if last else (index, first_row + batch.num_rows)
+            )
+            progress.start = start + batch.num_rows
+            progress.splits = {split: writer.info() for split, writer in writers.items()}
+            progress.save(out)
+    finally:
+        splits = {split: writer.close() for split, writer in writers.items()}
     for split, info in splits.items():
         if info.rows == 0:
             raise DataError(
                 f"the {split} split has no rows; give more rows, another eval.fraction or "
                 "--eval files"
             )
-    tables = []
-    for k, (feature, vocabulary) in enumerate(zip(features.sparse, vocabularies)):
-        if vocabulary is not None:
-            (Path(out) / vocabulary_file(k)).parent.mkdir(exist_ok=True)
-            pq.write_table(
-                pa.table({"value": pa.array(vocabulary, pa.string())}),
-                Path(out) / vocabulary_file(k),
-            )
-        tables.append(
-            TableInfo(
-                feature.column,
-                encoder.table_rows[k],
-                feature.multi_valued,
-                None if vocabulary is None else vocabulary_file(k),
-            )
+    tables = [
+        TableInfo(
+            feature.column,
+            encoder.table_rows[k],
+            feature.multi_valued,
+            None if vocabulary is None else vocabulary_file(k),
         )
+        for k, (feature, vocabulary) in enumerate(zip(features.sparse, vocabularies))
+    ]
     manifest = TabularManifest(
         schema=features.to_dict(),
         schema_fingerprint=features.fingerprint(),
@@ -136,20 +169,27 @@ def preprocess(
         dense=encoder.dense,
         tables=tables,
         sources={
-            "train": [_source_file(p) for p in sources],
-            "eval": [_source_file(p) for p in eval_sources],
+            split: [SourceFile(str(p), f.size, f.sha256) for p, f in zip(named, files)]
+            for (split, files), named in zip(progress.sources.items(), (sources, eval_sources))
         },
         unseen_eval_values={
-            f.column: n for f, n, v in zip(features.sparse, unseen, vocabularies) if v is not None
+            f.column: n
+            for f, n, v in zip(features.sparse, progress.unseen, vocabularies)
+            if v is not None
         },
     )
-    write_manifest(Path(out), manifest)
-    (Path(out) / UNFINISHED).unlink()
     return manifest
 
 
-def _prepare(out: Path) -> None:
-    """``out`` ready to be written: new, empty, or an unfinished run of this command (redone)."""
+def _prepare(
+    out: Path,
+    schema: FeatureSchema,
+    sources: list[Path],
+    eval_sources: list[Path],
+    batch_rows: int,
+) -> TabularProgress:
+    """``out`` ready to be written, and how far it got: new, empty, or an unfinished run of this
+    command (resumed from its progress file if it got past the statistics pass, else redone)."""
     if (out / MANIFEST).exists():
         raise DataError(
             f"{out} already holds a finished dct-preprocess output; choose another --out or "
@@ -160,41 +200,74 @@ def _prepare(out: Path) -> None:
             f"{out} is not empty and not an unfinished dct-preprocess output; choose a new or "
             "empty directory"
         )
+    # The manifest needs every file's SHA-256 anyway; taken first, it also tells a rerun
+    # whether it was started on the same files.
+    progress = TabularProgress(
+        options(schema, batch_rows),
+        {
+            "train": [_source_file(p) for p in sources],
+            "eval": [_source_file(p) for p in eval_sources],
+        },
+    )
+    if (out / PROGRESS).is_file():
+        found = TabularProgress.load(out)
+        require_same(out, found, progress)
+        if found.dense is not None:
+            return found
+        log.info("%s stopped in its statistics pass; counting again", out)
     try:
         for split in SPLITS:
             shutil.rmtree(out / split, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
         (out / UNFINISHED).touch()
+        progress.save(out)
     except OSError as error:
         raise DataError(f"{out} cannot be written ({error.strerror})") from None
+    return progress
 
 
 def _batches(
-    paths: list[Path], schema: FeatureSchema, batch_rows: int
-) -> Iterator[tuple[Path, pa.RecordBatch, int, int]]:
-    """Every batch of ``paths`` with its first row's number in its file and in all of them."""
-    start = 0
-    for path in paths:
-        first_row = 0
+    paths: list[Path],
+    schema: FeatureSchema,
+    batch_rows: int,
+    file: int = 0,
+    row: int = 0,
+    start: int = 0,
+) -> Iterator[tuple[int, Path, pa.RecordBatch, int, int, bool]]:
+    """Every batch of ``paths`` from row ``row`` of file ``file`` (``start``: that row's number
+    in all of them), with its file's index, its first row's number in its file and in all of
+    them, and whether it is its file's last. Rows before ``row`` are read and skipped (CSV has
+    no index to seek by); one batch is read ahead to know which is a file's last."""
+    for index in range(file, len(paths)):
+        path, skip, first_row, ahead = paths[index], row if index == file else 0, 0, None
         for batch in read_batches(path, schema, batch_rows):
-            yield path, batch, first_row, start
+            if first_row + batch.num_rows <= skip:
+                first_row += batch.num_rows
+                continue
+            if first_row < skip:
+                batch, first_row = batch.slice(skip - first_row), skip
+            if ahead is not None:
+                yield *ahead, False
+            ahead = (index, path, batch, first_row, start)
             first_row += batch.num_rows
             start += batch.num_rows
         if first_row == 0:
             raise DataError(f"{path} has no rows")
+        if ahead is not None:
+            yield *ahead, True
 
 
 def _splitter(schema: FeatureSchema, sources: list[Path], batch_rows: int) -> Splitter:
     """Which rows go to eval when no eval files are given."""
     fraction, time_column = schema.eval.fraction, schema.eval.time_column
     if time_column is None:
-        total = sum(b.num_rows for _, b, _, _ in _batches(sources, schema, batch_rows))
+        total = sum(b.num_rows for _, _, b, _, _, _ in _batches(sources, schema, batch_rows))
         first_eval = total - int(round(total * fraction))
         return lambda batch, start: np.arange(start, start + batch.num_rows) >= first_eval
     times = np.concatenate(
         [
             _times(b.column(time_column), str(p))
-            for p, b, _, _ in _batches(sources, schema, batch_rows)
+            for _, p, b, _, _, _ in _batches(sources, schema, batch_rows)
         ]
     )
     if np.isnan(times).any():
@@ -208,44 +281,6 @@ def _times(column: pa.Array, where: str) -> np.ndarray:
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
         column = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
     return numeric(column, where, "time")
-
-
-@dataclass
-class _SplitWriter:
-    """Appends encoded rows to one split's files."""
-
-    directory: Path
-    schema: FeatureSchema
-
-    def __post_init__(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.rows = 0
-        self.counts = [0] * len(self.schema.sparse)
-        self.files: dict[str, BinaryIO] = {
-            LABELS: open(self.directory / LABELS, "wb"),
-            DENSE: open(self.directory / DENSE, "wb"),
-        }
-        for k, feature in enumerate(self.schema.sparse):
-            self.files[values_file(k)] = open(self.directory / values_file(k), "wb")
-            if feature.multi_valued:
-                self.files[offsets_file(k)] = open(self.directory / offsets_file(k), "wb")
-                self.files[offsets_file(k)].write(np.zeros(1, OFFSETS_DTYPE).tobytes())
-
-    def write(self, rows: EncodedRows) -> None:
-        self.files[LABELS].write(rows.labels.astype(np.uint8).tobytes())
-        self.files[DENSE].write(rows.dense.astype("<f4").tobytes())
-        for k, (values, lengths) in enumerate(zip(rows.values, rows.lengths)):
-            self.files[values_file(k)].write(values.astype(VALUES_DTYPE).tobytes())
-            if lengths is not None:
-                ends = self.counts[k] + np.cumsum(lengths)
-                self.files[offsets_file(k)].write(ends.astype(OFFSETS_DTYPE).tobytes())
-            self.counts[k] += values.size
-        self.rows += rows.labels.size
-
-    def close(self) -> SplitInfo:
-        for handle in self.files.values():
-            handle.close()
-        return SplitInfo(self.rows, list(self.counts))
 
 
 def _source_file(path: Path) -> SourceFile:
@@ -279,7 +314,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         required=True,
-        help="output directory: new, empty, or an unfinished run of this command (started over)",
+        help="output directory: new, empty, or an unfinished run of this command (resumed)",
     )
     parser.add_argument(
         "sources", type=Path, nargs="+", metavar="FILE", help="training files, read in order"
