@@ -68,6 +68,20 @@ class Manifest:
         return Manifest(**raw)
 
 
+def manifest_text(directory: Path, name: str, output: str, tool: str) -> tuple[Path, str]:
+    """The path and text of the manifest ``name`` of a finished ``output`` directory (written last
+    by ``tool``); ``DataError`` naming what to run for a missing or unfinished directory."""
+    path = directory / name
+    if not directory.is_dir():
+        raise DataError(f"{directory}: no such directory; run {tool} into it first")
+    if not path.is_file():
+        raise DataError(
+            f"{path} is missing: {directory} is not a finished {output} output; run (or resume) "
+            f"{tool} into it"
+        )
+    return path, path.read_text()
+
+
 def read_manifest(directory: Path) -> Manifest:
     """The manifest of a finished directory, checked against the arrays beside it.
 
@@ -75,16 +89,9 @@ def read_manifest(directory: Path) -> Manifest:
     format version, or when an array's size does not match the manifest's row count.
     """
     directory = Path(directory)
-    path = directory / MANIFEST
-    if not directory.is_dir():
-        raise DataError(f"{directory}: no such directory; preprocess the TSV files into it first")
-    if not path.is_file():
-        raise DataError(
-            f"{path} is missing: {directory} is not a finished preprocessing output; "
-            "run (or resume) the preprocessing into it"
-        )
+    path, text = manifest_text(directory, MANIFEST, "preprocessing", "dct-preprocess-criteo")
     try:
-        manifest = Manifest.from_json(path.read_text())
+        manifest = Manifest.from_json(text)
     except (ValueError, TypeError, KeyError) as error:
         raise DataError(f"{path} is not a valid manifest ({error}); preprocess again") from None
     if manifest.format_version != FORMAT_VERSION:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dct.data.criteo_format import DataError, SourceFile
+from dct.data.criteo_format import DataError, SourceFile, manifest_text
 
 FORMAT = "dct-tabular"
 FORMAT_VERSION = 1
@@ -122,16 +122,9 @@ def read_manifest(directory: Path) -> TabularManifest:
     directory, another format, or arrays whose sizes disagree with the manifest.
     """
     directory = Path(directory)
-    path = directory / MANIFEST
-    if not directory.is_dir():
-        raise DataError(f"{directory}: no such directory; run dct-preprocess into it first")
-    if not path.is_file():
-        raise DataError(
-            f"{path} is missing: {directory} is not a finished dct-preprocess output; run "
-            "dct-preprocess into it"
-        )
+    path, text = manifest_text(directory, MANIFEST, "dct-preprocess", "dct-preprocess")
     try:
-        manifest = TabularManifest.from_json(path.read_text())
+        manifest = TabularManifest.from_json(text)
     except (ValueError, TypeError, KeyError) as error:
         raise DataError(
             f"{path} is not a dct-preprocess manifest ({error}); preprocess again"

@@ -279,7 +279,7 @@ def test_a_missing_manifest_is_one_line_saying_what_to_do(tmp_path):
     (out / MANIFEST).unlink()
     with pytest.raises(DataError, match=re.escape(f"{out / MANIFEST} is missing")) as error:
         TabularClicks(out)
-    assert "run dct-preprocess into it" in str(error.value)
+    assert "run (or resume) dct-preprocess into it" in str(error.value)
 
 
 @pytest.mark.parametrize("name", [values_file(0), offsets_file(3), values_file(2), DENSE, LABELS])
