@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from dct.data.batch import Batch, SparseFeatures
 from dct.embedding.table import SparseTable
+from models.feature_tables import FeatureTables, mean_scale
 
 DENSE_STREAM = 1 << 20
 
@@ -90,20 +91,28 @@ def _mlp(widths: Sequence[int], generator: torch.Generator, last_relu: bool) -> 
 
 
 class SparseArch(nn.Module):
-    """Pooled embeddings ``[n, num_tables, dim]`` of every table's id bags."""
+    """Pooled embeddings ``[n, num_features, dim]`` of every feature's id bags, each looked up
+    in its table and summed or averaged as ``features`` says (``models.feature_tables``)."""
 
-    def __init__(self, table_sizes: Sequence[int], dim: int, seed: int) -> None:
+    def __init__(self, features: FeatureTables, dim: int, seed: int) -> None:
         super().__init__()
+        self.features = features
         self.tables = nn.ModuleList(
-            build_table(rows, dim, seed, i) for i, rows in enumerate(table_sizes)
+            build_table(rows, dim, seed, i) for i, rows in enumerate(features.table_sizes)
         )
 
     def forward(self, sparse: SparseFeatures) -> Tensor:
-        pooled = [
-            table(values, offsets)
-            for table, values, offsets in zip(self.tables, sparse.values, sparse.offsets)
-        ]
-        return torch.stack(pooled, dim=1)
+        pooled = torch.stack(
+            [
+                self.tables[table](values, offsets)
+                for table, values, offsets in zip(
+                    self.features.feature_tables, sparse.values, sparse.offsets
+                )
+            ],
+            dim=1,
+        )
+        scale = mean_scale(sparse.offsets, self.features.mean)
+        return pooled if scale is None else pooled * scale
 
 
 class DotInteraction(nn.Module):
@@ -124,14 +133,14 @@ class DenseTower(nn.Module):
         self,
         num_dense: int,
         bottom_mlp: Sequence[int],
-        num_tables: int,
+        num_features: int,
         top_mlp: Sequence[int],
         seed: int,
     ) -> None:
         super().__init__()
         generator = _generator(seed, DENSE_STREAM)
         dim = bottom_mlp[-1]
-        interaction_width = dim + (num_tables + 1) * num_tables // 2
+        interaction_width = dim + (num_features + 1) * num_features // 2
         self.bottom_mlp = _mlp([num_dense, *bottom_mlp], generator, last_relu=True)
         self.interaction = DotInteraction()
         self.top_mlp = _mlp([interaction_width, *top_mlp, 1], generator, last_relu=False)
@@ -143,7 +152,9 @@ class DenseTower(nn.Module):
 
 
 class DLRM(nn.Module):
-    """Single-process DLRM: ``DLRM(...)(batch)`` returns one click logit per sample.
+    """Single-process DLRM: ``DLRM(...)(batch)`` returns one click logit per sample. A table
+    per feature, bags summed, unless ``features`` says otherwise (then ``table_sizes`` must be
+    its ``table_sizes``).
 
     Example::
 
@@ -158,10 +169,15 @@ class DLRM(nn.Module):
         table_sizes: Sequence[int],
         top_mlp: Sequence[int],
         seed: int,
+        features: FeatureTables | None = None,
     ) -> None:
         super().__init__()
-        self.sparse_arch = SparseArch(table_sizes, bottom_mlp[-1], seed)
-        self.dense_tower = DenseTower(num_dense, bottom_mlp, len(table_sizes), top_mlp, seed)
+        if features is None:
+            features = FeatureTables.one_per_feature(table_sizes)
+        if list(features.table_sizes) != list(table_sizes):
+            raise ValueError(f"table sizes {list(table_sizes)} are not {features.table_sizes}")
+        self.sparse_arch = SparseArch(features, bottom_mlp[-1], seed)
+        self.dense_tower = DenseTower(num_dense, bottom_mlp, features.num_features, top_mlp, seed)
 
     def forward(self, batch: Batch) -> Tensor:
         return self.dense_tower(batch.dense, self.sparse_arch(batch.sparse))

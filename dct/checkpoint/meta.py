@@ -21,8 +21,10 @@ from typing import Any
 
 from dct.checkpoint.store import CheckpointError
 from dct.config import RunConfig, resolve_steps
+from dct.data.sources import feature_layout
 from dct.parallel.sharding import ShardingPlan
 from dct.parallel.topology import Topology
+from models.feature_tables import FeatureTables
 
 # 2: each rank's record holds one entry per part handed to the manager (1 had a fixed layout).
 FORMAT = 2
@@ -30,8 +32,10 @@ META = "meta"
 
 
 def fingerprint(cfg: RunConfig) -> dict[str, Any]:
-    """The settings a checkpoint's tensors must match, by their config names."""
-    return {
+    """The settings a checkpoint's tensors must match, by their config names; which table each
+    feature looks up and how it pools only where that is not a table per feature, summed
+    (``model_features`` reads it back)."""
+    shape = {
         "data.num_dense": cfg.data.num_dense,
         "data.cardinalities": list(cfg.data.cardinalities),
         "model.embedding_dim": cfg.model.embedding_dim,
@@ -40,6 +44,20 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
         "optim.name": cfg.optim.name,
         "optim.tables": cfg.optim.tables,
     }
+    layout = feature_layout(cfg.data)
+    if not layout.is_default():
+        shape["data.feature_tables"] = list(layout.feature_tables)
+        shape["data.pooling"] = layout.pooling()
+    return shape
+
+
+def model_features(shape: dict[str, Any]) -> FeatureTables:
+    """The feature layout of a checkpoint's ``fingerprint``."""
+    return FeatureTables.build(
+        shape["data.cardinalities"],
+        shape.get("data.feature_tables", []),
+        shape.get("data.pooling", []),
+    )
 
 
 def data_record(cfg: RunConfig) -> dict[str, Any]:
@@ -84,7 +102,10 @@ def check_meta(meta: Any, cfg: RunConfig, source: Path) -> None:
         )
         raise CheckpointError(f"{source} is not a dct checkpoint (format {FORMAT}){earlier}")
     saved, mine = meta["fingerprint"], fingerprint(cfg)
-    differ = [f"{k}={saved.get(k)} there, {v} here" for k, v in mine.items() if saved.get(k) != v]
+    keys = list(dict.fromkeys([*mine, *saved]))
+    differ = [
+        f"{k}={saved.get(k)} there, {mine.get(k)} here" for k in keys if saved.get(k) != mine.get(k)
+    ]
     if differ:
         raise CheckpointError(
             f"{source} was written for another model: {'; '.join(differ)} "

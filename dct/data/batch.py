@@ -11,10 +11,11 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class SparseFeatures:
-    """Jagged categorical ids, one (values, offsets) pair per table.
+    """Jagged categorical ids, one (values, offsets) pair per feature (the ids of the table it
+    looks up: ``models.feature_tables``).
 
-    ``offsets[t]`` has ``n + 1`` entries: sample ``i`` of table ``t`` owns
-    ``values[t][offsets[t][i]:offsets[t][i + 1]]`` (``EmbeddingBag`` with
+    ``offsets[f]`` has ``n + 1`` entries: sample ``i`` of feature ``f`` owns
+    ``values[f][offsets[f][i]:offsets[f][i + 1]]`` (``EmbeddingBag`` with
     ``include_last_offset=True``), so single-hot and multi-hot inputs share one form.
     """
 
@@ -22,7 +23,7 @@ class SparseFeatures:
     offsets: tuple[Tensor, ...]
 
     @property
-    def num_tables(self) -> int:
+    def num_features(self) -> int:
         return len(self.values)
 
     @property
@@ -30,7 +31,7 @@ class SparseFeatures:
         return self.offsets[0].numel() - 1 if self.offsets else 0
 
     def rows(self, start: int, stop: int) -> SparseFeatures:
-        """Samples ``start:stop`` of every table."""
+        """Samples ``start:stop`` of every feature."""
         values, offsets = [], []
         for vals, offs in zip(self.values, self.offsets):
             window = offs[start : stop + 1]
@@ -38,11 +39,20 @@ class SparseFeatures:
             offsets.append(window - window[0])
         return SparseFeatures(tuple(values), tuple(offsets))
 
-    def tables(self, indices: Sequence[int]) -> SparseFeatures:
-        """Only the tables named by ``indices``, in that order."""
+    def features(self, indices: Sequence[int]) -> SparseFeatures:
+        """Only the features named by ``indices``, in that order (one may come twice)."""
         return SparseFeatures(
             tuple(self.values[i] for i in indices), tuple(self.offsets[i] for i in indices)
         )
+
+    def concatenated(self) -> tuple[Tensor, Tensor]:
+        """Every feature's bags one after another, as one ``(values, offsets)``: bag
+        ``f * n + i`` is sample ``i`` of feature ``f``."""
+        bases = [0]
+        for vals in self.values[:-1]:
+            bases.append(bases[-1] + vals.numel())
+        tail = [offs[1:] + base for offs, base in zip(self.offsets, bases)]
+        return torch.cat(self.values), torch.cat([self.offsets[0][:1] * 0, *tail])
 
     def to(self, device: torch.device) -> SparseFeatures:
         return SparseFeatures(

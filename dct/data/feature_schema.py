@@ -10,6 +10,8 @@ Example (``configs/schemas/adult.yaml``)::
       - {column: workclass}                       # a vocabulary from the training rows
       - {column: genres, multi_valued: true, separator: "|"}
       - {column: user_id, hash_buckets: 100000}
+      - {column: friend_id, table: user_id}       # looks up user_id's table
+      - {column: tags, multi_valued: true, pooling: mean}
     eval: {fraction: 0.2}                         # or eval files given to dct-preprocess
 
 - ``label``: ``column`` holding 0/1 (integers or booleans); or ``positive`` (the values that
@@ -23,7 +25,10 @@ Example (``configs/schemas/adult.yaml``)::
   the out-of-vocabulary row) or ``hash_buckets: N``. Row 0 is the missing value, row 1 the
   out-of-vocabulary one (vocabulary mode); a hashed value lands in ``1 .. N - 1``.
   ``multi_valued: true``: a Parquet list column, or a CSV field split on ``separator``; a missing
-  or empty list is one missing value.
+  or empty list is one missing value. ``pooling``: ``sum`` (default) or ``mean`` of the bag's
+  vectors. ``table: NAME``: share one table with every feature naming the same ``NAME`` (or
+  the feature whose column is ``NAME``); they must agree on ``min_count`` or ``hash_buckets``,
+  and the vocabulary counts the values of all of them.
 - ``eval``: ``fraction`` of the rows, the last in file order (or, with ``time_column``, those
   latest in time) held out; ignored when eval files are given.
 - ``columns``: for CSV/TSV files without a header row, their columns' names in order (Criteo's
@@ -41,6 +46,7 @@ from typing import Any
 import yaml
 
 from dct.data.criteo_format import DataError
+from models.feature_tables import POOLINGS
 
 TRANSFORMS = ("none", "log1p", "standardize")
 
@@ -70,10 +76,17 @@ class SparseFeature:
     separator: str | None = None
     min_count: int = 1
     hash_buckets: int | None = None
+    table: str | None = None
+    pooling: str = "sum"
 
     @property
     def hashed(self) -> bool:
         return self.hash_buckets is not None
+
+    @property
+    def table_name(self) -> str:
+        """The table it looks up: its ``table``, else its own, named by its column."""
+        return self.column if self.table is None else self.table
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,20 @@ class FeatureSchema:
         return list(dict.fromkeys(names))
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        """The schema as JSON types; a sparse feature's ``table`` and ``pooling`` only where
+        set, so a schema that uses neither keeps the fingerprint it had before they existed."""
+        raw = json.loads(json.dumps(asdict(self)))
+        for feature in raw["sparse"]:
+            for key, default in _OPTIONAL_SPARSE.items():
+                if feature[key] == default:
+                    del feature[key]
+        return raw
+
+    def table_groups(self) -> list[int]:
+        """Each sparse feature's table, numbered by first appearance."""
+        names = [f.table_name for f in self.sparse]
+        order = list(dict.fromkeys(names))
+        return [order.index(n) for n in names]
 
     @staticmethod
     def from_dict(raw: dict) -> FeatureSchema:
@@ -160,6 +186,7 @@ def parse_schema(raw: Any, where: str) -> FeatureSchema:
     )
     if not sparse:
         raise SchemaError(f"{where}: declare at least one sparse (categorical) column")
+    _check_shared_tables(sparse, where)
     names = [label.column, *(f.column for f in dense), *(f.column for f in sparse)]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -216,7 +243,16 @@ class _Entry:
 
 
 _DENSE_KEYS = {"column", "transform", "fill"}
-_SPARSE_KEYS = {"column", "multi_valued", "separator", "min_count", "hash_buckets"}
+_SPARSE_KEYS = {
+    "column",
+    "multi_valued",
+    "separator",
+    "min_count",
+    "hash_buckets",
+    "table",
+    "pooling",
+}
+_OPTIONAL_SPARSE = {"table": None, "pooling": "sum"}
 
 
 def _label(entry: _Entry) -> LabelRule:
@@ -268,7 +304,28 @@ def _sparse(entry: _Entry) -> SparseFeature:
         raise SchemaError(
             f"{entry.where}: {entry.what}: min_count is for vocabularies; drop it or hash_buckets"
         )
-    return SparseFeature(entry.column(), multi, separator, min_count, buckets)
+    pooling = entry.get("pooling", str, "sum")
+    if pooling not in POOLINGS:
+        raise SchemaError(
+            f"{entry.where}: {entry.what}: pooling {pooling!r} is unknown; use one of "
+            f"{', '.join(POOLINGS)}"
+        )
+    table = entry.get("table", (str, int))
+    table = None if table is None else str(table)
+    return SparseFeature(entry.column(), multi, separator, min_count, buckets, table, pooling)
+
+
+def _check_shared_tables(sparse: tuple[SparseFeature, ...], where: str) -> None:
+    """Features sharing a table agree on how values become its rows."""
+    first: dict[str, SparseFeature] = {}
+    for feature in sparse:
+        other = first.setdefault(feature.table_name, feature)
+        if (other.min_count, other.hash_buckets) != (feature.min_count, feature.hash_buckets):
+            raise SchemaError(
+                f"{where}: sparse columns {other.column!r} and {feature.column!r} share table "
+                f"{feature.table_name!r} but differ in min_count or hash_buckets; give them the "
+                "same"
+            )
 
 
 def _eval(entry: _Entry) -> EvalSplit:

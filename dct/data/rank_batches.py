@@ -23,7 +23,8 @@ class SampleSource(Protocol):
 
 @dataclass(frozen=True)
 class RankBatch:
-    """``local``: this rank's samples. ``group_sparse``: its tables' ids for its MP group."""
+    """``local``: this rank's samples (every feature). ``group_sparse``: the ids of the
+    features its tables serve, for its MP group."""
 
     local: Batch
     group_sparse: SparseFeatures
@@ -31,12 +32,13 @@ class RankBatch:
 
 @dataclass(frozen=True)
 class RankReader:
-    """Reads this rank's part of every global batch from ``source``; ``cardinalities`` are the
-    rows of every table, which the ids of this rank's ``tables`` are checked against.
+    """Reads this rank's part of every global batch from ``source``: ``features`` are the
+    features whose ids its tables pool (in the order they pool them); ``feature_rows`` the
+    rows of every feature's table, which those ids are checked against.
 
     Example::
 
-        reader = RankReader(source, 1024, 4, 2, 1, tables=[0, 3], cardinalities=[10, 5, 7, 9])
+        reader = RankReader(source, 1024, 4, 2, 1, features=[0, 3], feature_rows=[10, 5, 7, 9])
         batch = reader.read("train", step)
     """
 
@@ -45,8 +47,8 @@ class RankReader:
     world_size: int
     mp_size: int
     rank: int
-    tables: Sequence[int]
-    cardinalities: Sequence[int]
+    features: Sequence[int]
+    feature_rows: Sequence[int]
     device: torch.device = torch.device("cpu")
 
     @property
@@ -68,13 +70,13 @@ class RankReader:
         group_start = batch_index * self.batch_size + (self.rank - mp_rank) * b
         group = self.source.samples(split, group_start, self.mp_size * b)
         local = group.rows(mp_rank * b, (mp_rank + 1) * b)
-        sparse = group.sparse.tables(self.tables)
-        for table, ids in zip(self.tables, sparse.values):
-            _check_ids(ids, self.cardinalities[table], table, f"{split} batch {batch_index}")
+        sparse = group.sparse.features(self.features)
+        for feature, ids in zip(self.features, sparse.values):
+            _check_ids(ids, self.feature_rows[feature], feature, f"{split} batch {batch_index}")
         return RankBatch(local.to(self.device), sparse.to(self.device))
 
 
-def _check_ids(ids: torch.Tensor, rows: int, table: int, where: str) -> None:
+def _check_ids(ids: torch.Tensor, rows: int, feature: int, where: str) -> None:
     """Two reductions over the batch's ids: the check costs nothing next to the lookup."""
     if ids.numel() == 0:
         return
@@ -83,6 +85,6 @@ def _check_ids(ids: torch.Tensor, rows: int, table: int, where: str) -> None:
         return
     bad = low if low < 0 else high
     raise DataError(
-        f"{where}: feature C{table + 1} (table {table}) has id {bad}, outside its table of "
+        f"{where}: sparse feature {feature} (counted from 0) has id {bad}, outside its table of "
         f"{rows} rows (ids must be in [0, {rows})); make data.cardinalities match the data"
     )

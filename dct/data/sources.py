@@ -19,6 +19,7 @@ from dct.data.criteo_format import NUM_DENSE
 from dct.data.rank_batches import SampleSource
 from dct.data.synthetic import SyntheticClicks
 from dct.data.tabular import TabularClicks
+from models.feature_tables import FeatureTables
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ class DataShape:
 
     num_dense: int = 0
     cardinalities: list[int] = dataclasses.field(default_factory=list)
+    """Rows of each table (one per feature unless features share tables)."""
+    feature_tables: list[int] = dataclasses.field(default_factory=list)
+    """The table each feature looks up; empty: a table per feature."""
+    pooling: list[str] = dataclasses.field(default_factory=list)
+    """Each feature's pooling, ``sum`` or ``mean``; empty: all ``sum``."""
 
 
 @dataclasses.dataclass
@@ -93,8 +99,20 @@ def with_data_shape(cfg: RunConfig) -> RunConfig:
     log.info("evaluating %d of the %d eval rows, every one scored", eval_size, eval_rows)
     settings = {item.name: getattr(cfg.data, item.name) for item in dataclasses.fields(cfg.data)}
     shape = {"num_dense": _num_dense(source), "cardinalities": source.table_sizes}
+    if isinstance(source, TabularClicks):
+        layout = source.features
+        if not layout.is_default():
+            shape |= {"feature_tables": list(layout.feature_tables), "pooling": layout.pooling()}
     data = shaped(**{**settings, "eval_size": eval_size, **shape})
     return dataclasses.replace(cfg, data=data, train=train)
+
+
+def feature_layout(data: DataConfig) -> FeatureTables:
+    """Which table each feature of ``data`` (shaped by ``with_data_shape``) looks up, and how
+    its bag is pooled: what the files declare, else a table per feature, summed."""
+    if isinstance(data, DataShape):
+        return FeatureTables.build(data.cardinalities, data.feature_tables, data.pooling)
+    return FeatureTables.one_per_feature(data.cardinalities)
 
 
 def _num_dense(source: SampleSource) -> int:

@@ -36,6 +36,7 @@ from dct.data.tabular_format import (
     read_manifest,
     values_file,
 )
+from models.feature_tables import FeatureTables
 
 
 class TabularClicks:
@@ -62,7 +63,13 @@ class TabularClicks:
 
     @property
     def table_sizes(self) -> list[int]:
-        return list(self.manifest.table_sizes)
+        """The model's tables' rows (a shared table once)."""
+        return list(self.features.table_sizes)
+
+    @property
+    def features(self) -> FeatureTables:
+        """Which table each feature looks up, and how it pools (``models.feature_tables``)."""
+        return self.manifest.features
 
     @property
     def num_dense(self) -> int:

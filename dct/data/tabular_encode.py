@@ -63,8 +63,11 @@ class Statistics:
 
     def __init__(self, schema: FeatureSchema) -> None:
         self.schema = schema
+        # Features sharing a table share one counter: its vocabulary counts all their values.
+        shared: dict[str, collections.Counter] = {}
         self._counts: list[collections.Counter | None] = [
-            None if f.hashed else collections.Counter() for f in schema.sparse
+            None if f.hashed else shared.setdefault(f.table_name, collections.Counter())
+            for f in schema.sparse
         ]
         # Sums around the first batch's mean: squares stay small whatever the values' offset.
         self._moments: list[list[float] | None] = [
@@ -93,7 +96,8 @@ class Statistics:
             moments[2] += float((centred * centred).sum())
 
     def vocabularies(self) -> list[list[str] | None]:
-        """Per sparse feature, its vocabulary in row order (from row 2), ``None`` if hashed."""
+        """Per sparse feature, its table's vocabulary in row order (from row 2), ``None`` if
+        hashed (features sharing a table get equal lists)."""
         out: list[list[str] | None] = []
         for feature, counts in zip(self.schema.sparse, self._counts):
             if counts is None:

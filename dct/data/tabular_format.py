@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dct.data.criteo_format import DataError, SourceFile, manifest_text
+from models.feature_tables import FeatureTables
 
 FORMAT = "dct-tabular"
 FORMAT_VERSION = 1
@@ -63,12 +64,19 @@ class DenseStats:
 
 @dataclass(frozen=True)
 class TableInfo:
-    """A sparse feature's table: its size, and whether rows hold several values."""
+    """A sparse feature's table: its size, whether rows hold several values, the table it
+    shares (``None``: its own) and how its bag is pooled."""
 
     column: str
     table_rows: int
     multi_valued: bool
     vocabulary: str | None = None
+    table: str | None = None
+    pooling: str = "sum"
+
+    @property
+    def table_name(self) -> str:
+        return self.column if self.table is None else self.table
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,19 @@ class TabularManifest:
 
     @property
     def table_sizes(self) -> list[int]:
+        """Each sparse feature's table's rows (features sharing a table repeat it)."""
         return [t.table_rows for t in self.tables]
+
+    @property
+    def features(self) -> FeatureTables:
+        """The model's tables (shared ones once, by first appearance) and which one each
+        feature looks up, and how it pools."""
+        names = [t.table_name for t in self.tables]
+        order = list(dict.fromkeys(names))
+        sizes = [self.tables[names.index(n)].table_rows for n in order]
+        return FeatureTables.build(
+            sizes, [order.index(n) for n in names], [t.pooling for t in self.tables]
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

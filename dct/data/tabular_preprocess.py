@@ -159,6 +159,8 @@ def _encode(
             encoder.table_rows[k],
             feature.multi_valued,
             None if vocabulary is None else vocabulary_file(k),
+            feature.table,
+            feature.pooling,
         )
         for k, (feature, vocabulary) in enumerate(zip(features.sparse, vocabularies))
     ]

@@ -29,8 +29,9 @@ def fbgemm_available() -> bool:
 
 class FusedTables(nn.Module):
     """Tables of ``shapes`` ``(rows_i, dim)``, table ``i``'s weights filled in place by
-    ``init(i, weights)``, pooled side by side ``[n, len(shapes) * dim]`` like ``TableShard``;
-    ``optimizer`` is a table optimizer name.
+    ``init(i, weights)``, pooled side by side ``[n, len(lookups) * dim]`` like ``TableShard``:
+    lookup ``j`` pools its bags in table ``lookups[j]`` (default: one lookup per table, in
+    order); ``optimizer`` is a table optimizer name.
 
     Example::
 
@@ -46,6 +47,7 @@ class FusedTables(nn.Module):
         lr: float,
         eps: float,
         device: torch.device,
+        lookups: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         from fbgemm_gpu.split_embedding_configs import EmbOptimType
@@ -68,6 +70,7 @@ class FusedTables(nn.Module):
         }
         self.kernel = SplitTableBatchedEmbeddingBagsCodegen(
             [(rows, dim, location, compute) for rows, dim in shapes],
+            feature_table_map=None if lookups is None else list(lookups),
             optimizer=kinds[optimizer],
             learning_rate=lr,
             eps=eps,
@@ -79,13 +82,8 @@ class FusedTables(nn.Module):
                 init(i, weights)
 
     def forward(self, sparse: SparseFeatures) -> Tensor:
-        """Every table's bags in one call: ids concatenated, offsets shifted to follow on."""
-        shifted, start = [], 0
-        for offsets in sparse.offsets:
-            shifted.append(offsets[:-1] + start)
-            start += int(offsets[-1])
-        shifted.append(sparse.offsets[-1][-1:] * 0 + start)
-        return self.kernel(torch.cat(sparse.values), torch.cat(shifted))
+        """Every lookup's bags in one call (``sparse`` holds one feature per lookup)."""
+        return self.kernel(*sparse.concatenated())
 
     def weights(self) -> list[Tensor]:
         """Each table's current weights (views into the kernel's storage)."""

@@ -35,10 +35,10 @@ def pool_dedup(
 
     ``counter`` adds the rows bound for other ranks than ``me``: offered (one per sample and
     table) and sent (one per distinct vector)."""
-    tables, samples = sparse.num_tables, sparse.num_samples
+    tables, samples = sparse.num_features, sparse.num_samples
     if samples % destinations:
         raise ValueError(f"{samples} samples do not split among {destinations} destinations")
-    values, offsets = _concatenated(sparse)
+    values, offsets = sparse.concatenated()
     # Bag t * samples + s is sample s of table t; blocks are numbered destination by
     # destination, so the distinct bags come out in the order they are sent.
     device = offsets.device
@@ -60,12 +60,3 @@ def pool_dedup(
         counter.add(int(others.sum()) * per_destination * tables, int(counts[others].sum()))
     index = found.index.view(tables, samples).T
     return DedupRows(rows, index, counts)
-
-
-def _concatenated(sparse: SparseFeatures) -> tuple[Tensor, Tensor]:
-    """All tables' bags one after another, as one ``(values, offsets)``."""
-    bases = [0]
-    for vals in sparse.values[:-1]:
-        bases.append(bases[-1] + vals.numel())
-    tail = [offs[1:] + base for offs, base in zip(sparse.offsets, bases)]
-    return torch.cat(sparse.values), torch.cat([sparse.offsets[0][:1] * 0, *tail])

@@ -5,8 +5,9 @@ One step on rank ``r`` (global batch ``B``, ``b = B / world_size`` samples per r
 1. its shards (whole tables, or row blocks of a table cut by the planner,
    ``dct.parallel.sharding``) pool the ids of all ``mp_size * b`` samples of its MP group, a row
    block only the ids in its rows;
-2. an all-to-all hands every rank all tables' pooled vectors for its own ``b`` samples (a cut
-   table's partial sums, which it adds);
+2. an all-to-all hands every rank all features' pooled vectors for its own ``b`` samples (a
+   cut table's partial sums, which it adds; a mean-pooled feature's sum, which it divides by
+   the bag's length: ``models.feature_tables``);
 3. the dense tower (DDP over the world) turns them into logits for those samples;
 4. after backward, each table's gradient is the rows it touched; replicas of a shard
    (``dp_size > 1``) average them by exchanging only those rows (``dct.parallel.table_sync``).
@@ -19,7 +20,7 @@ mean over the global batch, exactly what single-process training computes.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -49,9 +50,11 @@ from dct.parallel.dct_dp_config import dct_dp_state
 from dct.parallel.embedding_dedup import pool_dedup
 from dct.parallel.model_state import load_in_place, model_state_dict
 from dct.parallel.sharding import Shard, ShardingPlan
+from dct.parallel.table_shard import TableShard, shard_name, slot_features
 from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
-from models.dlrm import DenseTower, build_table, init_table_rows
+from models.dlrm import DenseTower
+from models.feature_tables import FeatureTables, mean_scale
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -63,79 +66,6 @@ class _ScaleGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return grad * ctx.factor, None
-
-
-class TableShard(nn.Module):
-    """The shards one MP rank holds (whole tables or row blocks), pooled side by side,
-    ``[n, len(shards) * dim]``. A row block pools only the ids in its rows: its part of the
-    bag's sum, which the receiver adds to the other blocks' parts.
-
-    ``fused`` (a table optimizer's name, learning rate and eps) puts the shards in FBGEMM's
-    kernel with that optimizer applied in the backward pass (``dct.embedding.fused``); else each
-    shard is a ``SparseTable`` whose row gradients the caller applies.
-    """
-
-    def __init__(
-        self,
-        shards: Sequence[Shard],
-        dim: int,
-        seed: int,
-        device: torch.device,
-        fused: tuple[str, float, float] | None = None,
-    ) -> None:
-        super().__init__()
-        self.shards = list(shards)
-
-        def init(i: int, weights: Tensor) -> None:
-            s = self.shards[i]
-            init_table_rows(weights, s.table_rows, seed, s.table, s.start)
-
-        self.tables = nn.ModuleList()
-        self.fused: FusedTables | None = None
-        if fused is None:
-            for s in self.shards:
-                self.tables.append(build_table(s.table_rows, dim, seed, s.table, s.rows).to(device))
-        else:
-            shapes = [(len(s.rows), dim) for s in self.shards]
-            self.fused = FusedTables(shapes, init, *fused, device=device)
-
-    def forward(self, sparse: SparseFeatures) -> Tensor:
-        return self.pool(self.restrict(sparse))
-
-    def restrict(self, sparse: SparseFeatures) -> SparseFeatures:
-        """Each shard's bags, a row block's restricted to its rows (numbered from its start)."""
-        values, offsets = list(sparse.values), list(sparse.offsets)
-        for i, shard in enumerate(self.shards):
-            if not shard.whole:
-                values[i], offsets[i] = _in_block(values[i], offsets[i], shard)
-        return SparseFeatures(tuple(values), tuple(offsets))
-
-    def pool(self, restricted: SparseFeatures) -> Tensor:
-        """The bags of ``restrict``'s output pooled, ``[bags, len(shards) * dim]``."""
-        if self.fused is not None:
-            return self.fused(restricted)
-        pairs = zip(self.tables, restricted.values, restricted.offsets)
-        return torch.cat([table(v, o) for table, v, o in pairs], dim=1)
-
-    def weights(self) -> list[Tensor]:
-        """Each shard's weights, in ``shards`` order."""
-        if self.fused is not None:
-            return self.fused.weights()
-        return [table.weight.detach() for table in self.tables]
-
-
-def _shard_name(shard: Shard) -> str:
-    """``tables.T`` for a whole table, ``tables.T.rowsSTART`` for a row block."""
-    return f"tables.{shard.table}" + ("" if shard.whole else f".rows{shard.start}")
-
-
-def _in_block(ids: Tensor, offsets: Tensor, shard: Shard) -> tuple[Tensor, Tensor]:
-    """The bags restricted to the ids in ``shard``'s rows, renumbered from its first row."""
-    keep = (ids >= shard.start) & (ids < shard.stop)
-    num_bags = offsets.numel() - 1
-    bags = torch.repeat_interleave(torch.arange(num_bags, device=ids.device), offsets.diff())
-    counts = torch.bincount(bags[keep], minlength=num_bags)
-    return ids[keep] - shard.start, torch.cat([offsets[:1] * 0, counts.cumsum(0)])
 
 
 def _data_parallel(
@@ -225,18 +155,19 @@ class HybridDLRM(nn.Module):
     Initialisation matches ``models.dlrm.DLRM`` with the same seed on any grid, so DDP's start-up
     broadcast is skipped (``init_sync=False``): every rank already holds identical weights.
     The tower's DDP uses DCT-DP's comm hook with ``dct_dp`` enabled, else the one ``dp_hook``
-    names (PowerSGD seeded with ``seed``). The tables are not in a DDP: their gradients are the
-    rows a batch touched (``take_table_gradients``), thresholded by DCT-DP too when enabled;
-    with ``fused`` (unreplicated tables only) FBGEMM's kernel updates them inside backward and
-    there are none. ``plan`` places the tables (``dct.parallel.sharding``). ``dp_states``
-    holds the DCT-DP states by name (``tables``, ``tower``; a group of one has none) for
-    checkpoints and reporting.
+    names (PowerSGD seeded with ``seed``). ``features`` says which table each feature looks
+    up and how its bag is pooled (default: a table per feature, summed). The tables are not in
+    a DDP: their gradients are the rows a batch touched (``take_table_gradients``),
+    thresholded by DCT-DP too when enabled; with ``fused`` (unreplicated tables only) FBGEMM's
+    kernel updates them inside backward and there are none. ``plan`` places the tables
+    (``dct.parallel.sharding``). ``dp_states`` holds the DCT-DP states by name (``tables``,
+    ``tower``; a group of one has none) for checkpoints and reporting.
 
     Example::
 
         plan = plan_sharding(table_sizes, topology.mp_size, bytes_per_row("sgd", 16))
         model = HybridDLRM(tower, plan, 16, seed=0, topology=topology, meter=meter, device=device)
-        logits = model(local_dense, group_sparse.tables(model.owned_tables))
+        logits = model(local_dense, group_sparse.features(model.owned_features))
     """
 
     def __init__(
@@ -253,13 +184,17 @@ class HybridDLRM(nn.Module):
         dp_hook: DPHookConfig | None = None,
         fused: tuple[str, float, float] | None = None,
         dedup: bool = False,
+        features: FeatureTables | None = None,
     ) -> None:
         super().__init__()
         self.topology, self.meter, self.codecs, self.dim = topology, meter, codecs, dim
         self.dedup_counter = KeptCounter() if dedup else None
         self.plan = plan
-        self.shard = TableShard(plan.shards[topology.mp_rank], dim, seed, device, fused)
-        self.owned_tables = [s.table for s in self.shard.shards]
+        if features is None:
+            features = FeatureTables.one_per_feature(plan.table_sizes)
+        self.features = features
+        self.shard = TableShard(plan.shards[topology.mp_rank], features, dim, seed, device, fused)
+        self.owned_features = self.shard.slot_features
         self.dense_tower, tower_state = _data_parallel(
             dense_tower.to(device),
             topology.world_group,
@@ -271,36 +206,42 @@ class HybridDLRM(nn.Module):
         )
         self.table_sync = TableSync(
             self.tables,
-            [_shard_name(s) for s in self.shard.shards],
+            [shard_name(s) for s in self.shard.shards],
             topology.replica_group,
             meter.part("tables"),
             dct_dp,
         )
         states = {"tables": self.table_sync.state, "tower": tower_state}
         self.dp_states = {name: state for name, state in states.items() if state is not None}
-        # Arriving slots (per source rank, per shard) in table order: each table's first slot,
-        # then the other row blocks' partial sums, added to their tables.
-        arrival = [s.table for shards in plan.shards for s in shards]
-        first = [arrival.index(t) for t in range(max(arrival) + 1)]
+        # Arriving slots (per source rank, per shard and feature) in feature order: each
+        # feature's first slot, then the other row blocks' partial sums, added to their features.
+        self.slots = [slot_features(shards, features) for shards in plan.shards]
+        arrival = [f for slots in self.slots for f in slots]
+        first = [arrival.index(f) for f in range(features.num_features)]
         extra = [i for i in range(len(arrival)) if i not in first]
         for name, values in (
             ("first_slot", first),
             ("extra_slot", extra),
-            ("extra_table", [arrival[i] for i in extra]),
+            ("extra_feature", [arrival[i] for i in extra]),
         ):
             self.register_buffer(name, torch.tensor(values, device=device), persistent=False)
 
     def train_step(self, batch: RankBatch) -> Tensor:
         """Forward and backward of this rank's samples; returns their summed loss, detached."""
         local = batch.local
-        logits = self(local.dense, batch.group_sparse)
+        logits = self(local.dense, batch.group_sparse, self._scale(local.sparse))
         loss = nn.functional.binary_cross_entropy_with_logits(logits, local.labels)
         loss.backward()
         return loss.detach() * local.num_samples
 
     def predict(self, batch: RankBatch) -> Tensor:
         """Click probabilities of this rank's samples."""
-        return torch.sigmoid(self(batch.local.dense, batch.group_sparse))
+        local = batch.local
+        return torch.sigmoid(self(local.dense, batch.group_sparse, self._scale(local.sparse)))
+
+    def _scale(self, local_sparse: SparseFeatures) -> Tensor | None:
+        """What the arrived sums are multiplied by for mean pooling (``None``: all summed)."""
+        return mean_scale(local_sparse.offsets, self.features.mean)
 
     @property
     def tables(self) -> list[SparseTable]:
@@ -339,12 +280,16 @@ class HybridDLRM(nn.Module):
         """Each local table's gradient since the last call, averaged over its replicas."""
         return self.table_sync.take()
 
-    def forward(self, dense: Tensor, group_sparse: SparseFeatures) -> Tensor:
+    def forward(
+        self, dense: Tensor, group_sparse: SparseFeatures, scale: Tensor | None = None
+    ) -> Tensor:
         """Logits for this rank's ``b`` samples.
 
-        ``dense``: ``[b, num_dense]``, this rank's samples. ``group_sparse``: the ids of the owned
-        tables (``owned_tables``, in that order) for all ``mp_size * b`` samples of the MP group,
-        ordered by MP rank.
+        ``dense``: ``[b, num_dense]``, this rank's samples. ``group_sparse``: the ids of the
+        owned slots' features (``owned_features``, in that order) for all ``mp_size * b``
+        samples of the MP group, ordered by MP rank. ``scale``: ``[b, features, 1]``, what each
+        feature's pooled sum is multiplied by (``models.feature_tables.mean_scale`` of this
+        rank's samples), if any feature is mean-pooled.
         """
         b = dense.shape[0]
         if self.dedup_counter is not None and self.topology.mp_size > 1:
@@ -355,7 +300,9 @@ class HybridDLRM(nn.Module):
         embeddings = arrived.index_select(1, self.first_slot)
         if self.extra_slot.numel():
             parts = arrived.index_select(1, self.extra_slot)
-            embeddings = embeddings.index_add(1, self.extra_table, parts)
+            embeddings = embeddings.index_add(1, self.extra_feature, parts)
+        if scale is not None:
+            embeddings = embeddings * scale
         return self.dense_tower(dense, embeddings)
 
     def _exchange(self, group_sparse: SparseFeatures, b: int) -> tuple[Tensor, ...]:
@@ -365,7 +312,7 @@ class HybridDLRM(nn.Module):
         exchange = RowExchange(
             send_rows=[b] * mp_size,
             recv_rows=[b] * mp_size,
-            widths=[len(shards) * self.dim for shards in self.plan.shards],
+            widths=[len(slots) * self.dim for slots in self.slots],
             group=self.topology.mp_group,
             meter=self.meter,
             channel="mp",
@@ -388,7 +335,7 @@ class HybridDLRM(nn.Module):
         return all_to_all_dedup(
             DedupRows(rows, sent.index, sent.counts),
             samples=[b] * mp_size,
-            tables=[len(shards) for shards in self.plan.shards],
+            tables=[len(slots) for slots in self.slots],
             dim=self.dim,
             group=self.topology.mp_group,
             meter=self.meter,

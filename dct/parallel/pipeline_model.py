@@ -66,7 +66,7 @@ class PipelineDLRM(nn.Module):
         self.microbatches = microbatches
         self.stage = stages[topology.mp_rank].to(device)
         self.pipeline = PipelineStage(stages, topology.mp_rank, topology.mp_group, meter, codecs)
-        self.owned_tables = list(range(len(model.sparse_arch.tables)))
+        self.owned_features = list(range(model.sparse_arch.features.num_features))
         self.fused = None
         names = {id(p): name for name, p in model.named_parameters()}
         self._names = {id(p): names[id(p)] for p in self.stage.parameters()}

@@ -55,6 +55,12 @@ class ShardingPlan:
     loads: list[int]
 
     @property
+    def table_sizes(self) -> list[int]:
+        """Every table's rows, by table number."""
+        sizes = {s.table: s.table_rows for shards in self.shards for s in shards}
+        return [sizes[t] for t in range(len(sizes))]
+
+    @property
     def row_wise(self) -> list[int]:
         return sorted({s.table for shards in self.shards for s in shards if not s.whole})
 

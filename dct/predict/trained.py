@@ -148,6 +148,8 @@ def check_same_data(
     """``DataError`` unless ``directory`` is still what the model was trained on: the schema
     fingerprint the checkpoint records (where it records one), the dense width and the table
     sizes."""
+    from dct.checkpoint.meta import model_features
+
     rebuilt = (
         f"{directory} was preprocessed again after training; score with the directory the "
         "model was trained on (--data DIR), or train on this one"
@@ -159,12 +161,13 @@ def check_same_data(
             f"one {checkpoint} was trained on ({trained[:12]}): {rebuilt}"
         )
     shape = meta["fingerprint"]
-    dense, tables = shape["data.num_dense"], list(shape["data.cardinalities"])
-    if (dense, tables) != (len(manifest.dense), manifest.table_sizes):
+    dense, features = shape["data.num_dense"], model_features(shape)
+    if (dense, features) != (len(manifest.dense), manifest.features):
         raise DataError(
             f"{directory} holds {len(manifest.dense)} dense features and tables of "
-            f"{manifest.table_sizes} rows, but {checkpoint} was trained on {dense} and "
-            f"{tables}: {rebuilt}"
+            f"{list(manifest.features.table_sizes)} rows, but {checkpoint} was trained on "
+            f"{dense} and {list(features.table_sizes)} (or features looking up, or pooling, "
+            f"otherwise): {rebuilt}"
         )
 
 
@@ -198,6 +201,7 @@ def load_model(trained: Trained) -> Any:
     whatever grid wrote it."""
     import torch
 
+    from dct.checkpoint.meta import model_features
     from dct.export import load_model_state
     from models.dlrm import DLRM
 
@@ -210,6 +214,7 @@ def load_model(trained: Trained) -> Any:
             shape["data.cardinalities"],
             shape["model.top_mlp"],
             seed=0,
+            features=model_features(shape),
         )
     model.load_state_dict(state, assign=True)
     return model.eval()

@@ -19,7 +19,7 @@ from dct.comm.meter import REPORTED, ByteMeter, ChannelBytes
 from dct.config import RunConfig, mp_codec_names, resolve_steps
 from dct.config.runtime_checks import check_fbgemm_installed
 from dct.data.rank_batches import RankBatch, RankReader
-from dct.data.sources import open_source
+from dct.data.sources import feature_layout, open_source
 from dct.embedding.fused import fbgemm_available
 from dct.embedding.table_optimizers import bytes_per_row
 from dct.parallel.hybrid import HybridDLRM, embedding_codecs, mp_codecs
@@ -61,6 +61,7 @@ def build_model(
     cfg: RunConfig, topology: Topology, meter: ByteMeter, device: torch.device
 ) -> HybridDLRM | PipelineDLRM:
     model_cfg = cfg.model
+    layout = feature_layout(cfg.data)
     if cfg.parallel.mp_mode == "pipeline":
         dlrm = DLRM(
             cfg.data.num_dense,
@@ -68,6 +69,7 @@ def build_model(
             cfg.data.cardinalities,
             model_cfg.top_mlp,
             cfg.seed,
+            layout,
         )
         return PipelineDLRM(
             dlrm,
@@ -84,7 +86,7 @@ def build_model(
     tower = DenseTower(
         cfg.data.num_dense,
         cfg.model.bottom_mlp,
-        len(cfg.data.cardinalities),
+        layout.num_features,
         cfg.model.top_mlp,
         cfg.seed,
     )
@@ -110,6 +112,7 @@ def build_model(
         dp_hook=cfg.dp_hook,
         fused=_fused_tables(cfg, topology),
         dedup=cfg.dct.mp.dedup,
+        features=layout,
     )
 
 
@@ -188,6 +191,7 @@ def _reader(
     """Embedding mode: each rank its slice, its tables' ids for its MP group. Pipeline mode:
     every stage of a replica reads the replica's whole slice."""
     source, batch_size = open_source(cfg), cfg.train.batch_size
+    layout = feature_layout(cfg.data)
     if cfg.parallel.mp_mode == "pipeline":
         return RankReader(
             source,
@@ -195,8 +199,8 @@ def _reader(
             topology.dp_size,
             1,
             topology.dp_rank,
-            model.owned_tables,
-            cfg.data.cardinalities,
+            model.owned_features,
+            layout.feature_rows,
             device,
         )
     return RankReader(
@@ -205,8 +209,8 @@ def _reader(
         topology.world_size,
         topology.mp_size,
         topology.rank,
-        model.owned_tables,
-        cfg.data.cardinalities,
+        model.owned_features,
+        layout.feature_rows,
         device,
     )
 

@@ -99,7 +99,7 @@ def masked_reference(cfg: RunConfig) -> dict:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    tables = {t: table.weight.detach() for t, table in enumerate(dlrm.sparse_arch.tables)}
+    tables = {t: weight.detach() for t, weight in enumerate(dlrm.sparse_arch.weights)}
     return {"losses": losses, "tables": tables}
 
 

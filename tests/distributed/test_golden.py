@@ -1,9 +1,10 @@
 """Hybrid-parallel training equals single-process training on the same global batches.
 
-The reference is an independent plain loop over ``models.dlrm.DLRM`` whose tables are swapped for
-``nn.EmbeddingBag`` copies with dense gradients, updated by ``torch.optim`` (SGD, Adagrad) or by
-row-wise Adagrad written out here: no process group, no sharding, no all-to-all, no DDP, no row
-gradients.
+The reference is an independent plain loop over ``models.dlrm.DLRM`` whose sparse part is
+swapped for one written here: tables with dense gradients, each feature's bag pooled by
+``nn.functional.embedding_bag`` in its table with its mode (``sum`` or ``mean``), updated by
+``torch.optim`` (SGD, Adagrad) or by row-wise Adagrad written out here: no process group, no
+sharding, no all-to-all, no DDP, no row gradients.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dct.config import (
     TrainConfig,
     model_parallel_size,
 )
+from dct.data.batch import SparseFeatures
 from dct.data.rank_batches import SampleSource
 from dct.data.synthetic import SyntheticClicks
 from dct.embedding.fused import fbgemm_available
@@ -32,6 +34,7 @@ from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import train
 from dct.train.step_optimizers import dense_optimizer
 from models.dlrm import DLRM
+from models.feature_tables import FeatureTables
 from tests.distributed.spawn import run_ranks
 
 RTOL = 1e-5
@@ -97,14 +100,36 @@ class RowwiseAdagrad:
             weight -= self.lr * weight.grad / (state.sqrt() + self.eps).unsqueeze(1)
 
 
-def with_dense_tables(model: DLRM) -> DLRM:
-    """``model`` with its tables swapped for ``nn.EmbeddingBag`` copies (dense gradients)."""
-    model.sparse_arch.tables = nn.ModuleList(
-        nn.EmbeddingBag.from_pretrained(
-            table.weight.detach().clone(), freeze=False, mode="sum", include_last_offset=True
-        )
-        for table in model.sparse_arch.tables
-    )
+class ReferenceSparseArch(nn.Module):
+    """Copies of ``tables`` (dense gradients); feature ``f`` pools its bag in
+    ``tables[feature_tables[f]]`` by ``modes[f]`` (an empty bag pools to zero either way)."""
+
+    def __init__(self, tables: nn.ModuleList, feature_tables: list[int], modes: list[str]) -> None:
+        super().__init__()
+        self.weights = nn.ParameterList(nn.Parameter(t.weight.detach().clone()) for t in tables)
+        self.feature_tables, self.modes = feature_tables, modes
+
+    def forward(self, sparse: SparseFeatures) -> torch.Tensor:
+        pooled = [
+            nn.functional.embedding_bag(
+                ids, self.weights[table], offsets, mode=mode, include_last_offset=True
+            )
+            for table, mode, ids, offsets in zip(
+                self.feature_tables, self.modes, sparse.values, sparse.offsets
+            )
+        ]
+        return torch.stack(pooled, dim=1)
+
+
+def with_dense_tables(
+    model: DLRM, feature_tables: list[int] | None = None, modes: list[str] | None = None
+) -> DLRM:
+    """``model`` with its sparse part swapped for a ``ReferenceSparseArch`` (default: a table
+    per feature, summed)."""
+    tables = model.sparse_arch.tables
+    feature_tables = list(range(len(tables))) if feature_tables is None else feature_tables
+    modes = ["sum"] * len(feature_tables) if modes is None else modes
+    model.sparse_arch = ReferenceSparseArch(tables, feature_tables, modes)
     return model
 
 
@@ -117,18 +142,26 @@ def table_optimizer(cfg: RunConfig, weights: list[nn.Parameter]):
     return RowwiseAdagrad(weights, lr, optim.adagrad_eps)
 
 
-def reference_run(cfg: RunConfig, data: SampleSource | None = None) -> dict:
-    """The plain single-process loop on ``data`` (default: the config's synthetic clicks)."""
+def reference_run(
+    cfg: RunConfig,
+    data: SampleSource | None = None,
+    feature_tables: list[int] | None = None,
+    modes: list[str] | None = None,
+) -> dict:
+    """The plain single-process loop on ``data`` (default: the config's synthetic clicks),
+    features looking up ``feature_tables`` (default: a table each) pooled by ``modes``
+    (default: summed)."""
     model = DLRM(
         cfg.data.num_dense,
         cfg.model.bottom_mlp,
         cfg.data.cardinalities,
         cfg.model.top_mlp,
         cfg.seed,
+        FeatureTables.build(cfg.data.cardinalities, feature_tables or [], modes or []),
     )
-    with_dense_tables(model)
+    with_dense_tables(model, feature_tables, modes)
     tower = dense_optimizer(cfg.optim, cfg.train.lr, model.dense_tower.parameters())
-    tables = table_optimizer(cfg, [t.weight for t in model.sparse_arch.tables])
+    tables = table_optimizer(cfg, list(model.sparse_arch.weights))
     data = SyntheticClicks(cfg.data, cfg.seed) if data is None else data
     size = cfg.train.batch_size
     losses = []
@@ -148,7 +181,7 @@ def reference_run(cfg: RunConfig, data: SampleSource | None = None) -> dict:
     return {
         "losses": losses,
         "auc": roc_auc_score(eval_batch.labels.numpy(), prob.numpy()),
-        "tables": {t: table.weight.detach() for t, table in enumerate(model.sparse_arch.tables)},
+        "tables": {t: weight.detach() for t, weight in enumerate(model.sparse_arch.weights)},
     }
 
 

@@ -11,6 +11,8 @@ blocks on several MP ranks, and a train split shorter than the run, so the check
 - Regrid: a checkpoint written by 2 ranks (``mp_size=2``, every table in row blocks) continues
   on 4 ranks (2 replicas of the same cut, or 4 MP ranks holding whole tables) and on one
   process as it does on the grid that wrote it (1e-5: sums grouped differently).
+
+Both also with ``test_golden_tabular``'s shared tables and mean-pooled features (``SHARED``).
 """
 
 from __future__ import annotations
@@ -36,14 +38,16 @@ from tests.distributed.test_checkpoint_resume import (
     config,
     stop_and_resume,
 )
-from tests.distributed.test_golden_tabular import EVAL_ROWS, TRAIN_ROWS, on_tabular
+from tests.distributed.test_golden_tabular import EVAL_ROWS, SHARED, TRAIN_ROWS, on_tabular
 from tests.unit.test_tabular_reader import TABLES, make_tabular
 
+LAYOUTS = {"own": TABLES, "shared": SHARED}
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+
+@pytest.fixture(scope="module", params=sorted(LAYOUTS))
+def data(request, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tabular") / "data"
-    make_tabular(path, TRAIN_ROWS, EVAL_ROWS, num_dense=3)
+    make_tabular(path, TRAIN_ROWS, EVAL_ROWS, num_dense=3, tables=LAYOUTS[request.param])
     return path
 
 
@@ -70,7 +74,7 @@ def test_resumed_run_equals_uninterrupted(world_size, data, tmp_path):
     for name, cfg in cases.items():
         if cfg.parallel.sharding == "row":  # every table cut, the multi-valued ones included
             cut = {t for t, start, _ in ranks[1][name]["resumed"]["tables"] if start > 0}
-            assert cut == set(range(len(TABLES))), name
+            assert cut == set(range(len(cfg.data.cardinalities))), name
 
 
 def write_and_continue(sgd: RunConfig, root: Path) -> dict:
@@ -86,11 +90,13 @@ def continue_elsewhere(grids: dict[str, RunConfig], root: Path) -> dict:
 
 def test_checkpoint_continues_on_other_grids(data, tmp_path):
     sgd = on_tabular(config(mp_size=2, sharding="row"), data)
+    # Whole tables on 4 MP ranks need 4 tables; the shared layout's 3 are cut in 4 instead.
+    whole = len(sgd.data.cardinalities) >= 4
     grids = {
         4: {
             "4 ranks mp2": sgd,
-            "4 ranks mp4, whole tables": replace(
-                sgd, parallel=replace(sgd.parallel, mp_size=4, sharding="table")
+            "4 ranks mp4": replace(
+                sgd, parallel=replace(sgd.parallel, mp_size=4, sharding="table" if whole else "row")
             ),
         },
         1: {"1 process": replace(sgd, parallel=replace(sgd.parallel, mp_size=1))},
@@ -99,7 +105,8 @@ def test_checkpoint_continues_on_other_grids(data, tmp_path):
     reference_ranks = [result["reference"] for result in written]
     assert len(reference_ranks[0]["losses"]) == STEPS
     # Every table is cut on the writing grid, the multi-valued ones included.
-    assert {t for t, start in reference_ranks[1]["tables"] if start > 0} == set(range(len(TABLES)))
+    tables = set(range(len(sgd.data.cardinalities)))
+    assert {t for t, start in reference_ranks[1]["tables"] if start > 0} == tables
     reference = whole_model(reference_ranks)
     for world, cfgs in grids.items():
         continued = run_ranks(world, continue_elsewhere, cfgs, tmp_path, tmp_dir=tmp_path)

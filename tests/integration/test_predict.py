@@ -42,6 +42,18 @@ sparse:
   - {column: item, hash_buckets: 11}
   - {column: tags, multi_valued: true, separator: "|"}
 """
+# The same columns, item's and city's values in one table each shared with another column's,
+# tags averaged.
+SHARED_SCHEMA = """\
+label: {column: click}
+dense:
+  - {column: price, transform: standardize}
+sparse:
+  - {column: city, min_count: 2}
+  - {column: item, hash_buckets: 11}
+  - {column: tags, multi_valued: true, separator: "|", table: item, hash_buckets: 11, pooling: mean}
+  - {column: req, table: city, min_count: 2}
+"""
 TRAIN_ROWS, EVAL_ROWS, BATCH, STEPS = 160, 64, 32, 8
 CITIES = ["paris", "rome", "oslo", "lima", "kyiv", "baku"]
 
@@ -79,11 +91,9 @@ def write_csv(path: Path, table: dict[str, list]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
+def train_on(root: Path, schema: str) -> dict[str, Path]:
     """Files, the preprocessed directory and the last checkpoint of a 2-rank run on it."""
-    root = tmp_path_factory.mktemp("predict")
-    (root / "schema.yaml").write_text(SCHEMA)
+    (root / "schema.yaml").write_text(schema)
     train_file = root / "train.parquet"
     pq.write_table(pa.table(rows(TRAIN_ROWS, 0, [])), train_file)
     eval_rows = rows(EVAL_ROWS, 1, ["atlantis", "eldorado"])
@@ -122,6 +132,11 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    return train_on(tmp_path_factory.mktemp("predict"), SCHEMA)
+
+
 def reference(trained: dict[str, Path], tmp_path: Path) -> np.ndarray:
     """The exported model's click probabilities on the eval split as training stored it."""
     meta = export(trained["checkpoint"], tmp_path / "model.pt")
@@ -132,6 +147,7 @@ def reference(trained: dict[str, Path], tmp_path: Path) -> np.ndarray:
         shape["data.cardinalities"],
         shape["model.top_mlp"],
         seed=0,
+        features=read_manifest(trained["data"]).features,
     )
     model.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
     batch = TabularClicks(trained["data"]).samples("eval", 0, EVAL_ROWS)
@@ -163,6 +179,20 @@ def test_scores_equal_the_trained_models_own(trained, tmp_path, capsys):
     unseen = read_manifest(trained["data"]).unseen_eval_values
     assert unseen["city"] > 0
     assert f"{sum(unseen.values()):,} values out of vocabulary" in printed
+
+
+def test_shared_tables_and_mean_pooling_score_as_trained(tmp_path_factory, tmp_path, capsys):
+    """A run whose columns share tables (a vocabulary, a hashed table) and average a bag: the
+    checkpoint records the layout, and dct-predict applies it as training did."""
+    shared = train_on(tmp_path_factory.mktemp("shared"), SHARED_SCHEMA)
+    meta = export(shared["checkpoint"], tmp_path / "model.pt")
+    assert meta["fingerprint"]["data.feature_tables"] == [0, 1, 1, 0]
+    assert meta["fingerprint"]["data.pooling"] == ["sum", "sum", "mean", "sum"]
+    expected = reference(shared, tmp_path)
+    out = tmp_path / "scores.parquet"
+    code, _, errors = predict(capsys, shared["checkpoint"], shared["eval_csv"], "--out", out)
+    assert code == 0, errors
+    np.testing.assert_array_equal(pq.read_table(out)["probability"].to_numpy(), expected)
 
 
 def test_rows_without_a_label_in_small_batches_score_the_same(trained, tmp_path, capsys):

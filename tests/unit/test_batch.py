@@ -34,7 +34,7 @@ def test_rows_and_tables_select_the_same_bags_as_lists(tables, a, b):
     sparse = to_sparse(tables)
     assert to_bags(sparse.rows(start, stop)) == [t[start:stop] for t in tables]
     order = list(reversed(range(len(tables))))
-    assert to_bags(sparse.tables(order)) == [tables[i] for i in order]
+    assert to_bags(sparse.features(order)) == [tables[i] for i in order]
 
 
 class CountingSource:
@@ -86,12 +86,12 @@ class OneIdSource:
 
 @pytest.mark.parametrize("bad_id", [-1, 50, 10**9])
 def test_an_id_outside_its_table_is_one_line_naming_feature_id_and_rows(bad_id):
-    reader = RankReader(OneIdSource(bad_id), 8, 2, 2, 1, tables=[1], cardinalities=[10**10, 50])
+    reader = RankReader(OneIdSource(bad_id), 8, 2, 2, 1, features=[1], feature_rows=[10**10, 50])
     with pytest.raises(DataError) as error:
         reader.read("train", 3)
     message = str(error.value)
     assert "\n" not in message
-    assert "train batch 3" in message and "feature C2" in message
+    assert "train batch 3" in message and "sparse feature 1 (counted from 0)" in message
     assert f"id {bad_id}," in message and "table of 50 rows" in message
 
 

@@ -110,7 +110,7 @@ def test_shapes_dtypes_ranges_and_offsets(ids_per_feature: int) -> None:
     assert batch.labels.dtype == batch.click_prob.dtype == torch.float32
     assert set(batch.labels.unique().tolist()) <= {0.0, 1.0}
     assert ((batch.click_prob > 0) & (batch.click_prob < 1)).all()
-    assert batch.sparse.num_tables == len(cfg.cardinalities)
+    assert batch.sparse.num_features == len(cfg.cardinalities)
     expected_offsets = torch.arange(0, n * ids_per_feature + 1, ids_per_feature)
     for values, offsets, card in zip(batch.sparse.values, batch.sparse.offsets, cfg.cardinalities):
         assert values.dtype == offsets.dtype == torch.int64

@@ -132,7 +132,7 @@ def reference(data: SplitRows, start: int, count: int):
 
 def assert_matches(batch, data: SplitRows, start: int, count: int) -> None:
     values, offsets, dense, labels = reference(data, start, count)
-    assert batch.sparse.num_tables == len(values)
+    assert batch.sparse.num_features == len(values)
     for k in range(len(values)):
         assert batch.sparse.values[k].dtype == batch.sparse.offsets[k].dtype == torch.int64
         assert batch.sparse.values[k].tolist() == values[k], k
