@@ -17,8 +17,9 @@ import torch.distributed as dist
 from dct.config import RunConfig, validate
 from dct.data.sources import with_data_shape
 from dct.parallel.topology import Topology, grid_shape
-from dct.train.loop import summary_metrics, train
+from dct.train.loop import train
 from dct.train.sinks import write_json_atomically
+from dct.train.summary import summary_metrics
 
 COMPRESSORS = {"dp": "dct-dp", "mp": "dct-mp"}
 

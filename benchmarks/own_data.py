@@ -24,10 +24,10 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train(directory: Path, seed: int, out: Path, overrides: list[str]) -> dict:
+def train(directory: Path, seed: int, out: Path, overrides: list[str], nproc: int = 2) -> dict:
     run_dir = out / f"seed_{seed}"
     command = [
-        "torchrun", "--standalone", "--nproc_per_node=2", str(ROOT / "launch" / "train.py"),
+        "torchrun", "--standalone", f"--nproc_per_node={nproc}", str(ROOT / "launch" / "train.py"),
         "data=tabular", f"data.path={directory}", f"seed={seed}", "train.resume=never",
         "output.progress_bar=false", f"hydra.run.dir={run_dir}", *overrides,
     ]  # fmt: skip
@@ -41,10 +41,15 @@ def main() -> None:
     parser.add_argument("directory", type=Path, help="a dct-preprocess output directory")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--out", type=Path, required=True, help="where the runs go")
+    parser.add_argument("--nproc", type=int, default=2, help="ranks per run (default 2)")
+    parser.add_argument("--c", type=float, default=1.0, help="the baseline's inverse L2 strength")
     parser.add_argument("overrides", nargs="*", help="extra training overrides")
     args = parser.parse_intermixed_args()
-    runs = {s: train(args.directory.resolve(), s, args.out, args.overrides) for s in args.seeds}
-    base = fit_and_score(args.directory)
+    runs = {
+        s: train(args.directory.resolve(), s, args.out, args.overrides, args.nproc)
+        for s in args.seeds
+    }
+    base = fit_and_score(args.directory, args.c)
     print("| run | eval AUC | eval log-loss | eval rows |\n| --- | --- | --- | --- |")
     for seed, m in runs.items():
         print(f"| dct, seed {seed} | {m['auc']:.4f} | {m['logloss']:.4f} | {m['eval_samples']:,} |")
@@ -53,8 +58,8 @@ def main() -> None:
     mean_loss = statistics.mean(m["logloss"] for m in runs.values())
     print(f"| dct, mean | **{mean:.4f}** | {mean_loss:.4f} | |")
     print(
-        f"| one-hot logistic regression | **{base['auc']:.4f}** | {base['logloss']:.4f} "
-        f"| {base['eval_rows']:,} |"
+        f"| one-hot logistic regression, C={args.c:g} | **{base['auc']:.4f}** "
+        f"| {base['logloss']:.4f} | {base['eval_rows']:,} |"
     )
     if len(aucs) > 1:
         half = stats.t.ppf(0.975, len(aucs) - 1) * statistics.stdev(aucs) / len(aucs) ** 0.5

@@ -171,7 +171,13 @@ class CheckpointManager:
     def save_if_due(self, step: int) -> None:
         """Save if ``step`` is a checkpoint step (every ``checkpoint_every``, and the last step
         when checkpointing is on)."""
-        if not self.every or (step % self.every and step != self.last_step):
+        if self.every and (step % self.every == 0 or step == self.last_step):
+            self.save(step)
+
+    def save(self, step: int) -> None:
+        """Save now, as step ``step``, if checkpointing is on (the run's end, where early
+        stopping has restored other weights than the last step's)."""
+        if not self.every:
             return
         started = time.perf_counter()
         entries, _ = self._shared()

@@ -209,6 +209,11 @@ def _check_tabular(data: TabularDataConfig) -> None:
         "data=tabular needs data.path=DIR: a directory written by "
         "'dct-preprocess --schema SCHEMA.yaml --out DIR FILE...'",
     )
+    require(
+        0 <= data.valid_fraction < 1,
+        f"data.valid_fraction={data.valid_fraction} must be in [0, 1): the share of the train "
+        "split held out as validation (0: none)",
+    )
 
 
 def _check_synthetic(data: SyntheticDataConfig) -> None:
@@ -328,7 +333,9 @@ def _check_train(train: TrainConfig, mp_mode: str, world_size: int) -> None:
         _at_least("train.epochs", train.epochs, 1, " (passes over the train split)")
     _at_least("train.batch_size", train.batch_size, 1, " (samples a step, over all ranks)")
     require(train.lr > 0, f"train.lr={train.lr} must be > 0")
-    _at_least("train.eval_every", train.eval_every, 1)
+    if train.eval_every is not None:
+        _at_least("train.eval_every", train.eval_every, 1)
+    _at_least("train.patience", train.patience, 0, " (0: never stop early)")
     _at_least("train.log_every", train.log_every, 1)
     require(
         train.checkpoint_every is None

@@ -55,6 +55,12 @@ DP_UPKEEPS = ("guard", "track")
 AUTO_CHECKPOINT_EVERY = 500
 # Training steps when neither train.steps nor train.epochs is given.
 DEFAULT_STEPS = 300
+# With a validation split and neither steps nor epochs given: at most this many passes, early
+# stopping (train.patience) ending the run where the validation log-loss stops falling.
+DEFAULT_MAX_EPOCHS = 20
+# With a validation split and no eval_every: evaluations a pass over the train split.
+EVALS_PER_EPOCH = 4
+DEFAULT_EVAL_EVERY = 100
 
 
 class ConfigError(ValueError):
@@ -162,6 +168,11 @@ class TabularDataConfig(DataConfig):
 
     name: str = setting("tabular", "the source; pick it with data=<file>, not this key")
     path: Optional[str] = setting(None, "the dct-preprocess output directory (required)")
+    valid_fraction: float = setting(
+        0.1,
+        "the train split's last rows held out as validation, to choose when to stop "
+        "(train.patience), never trained on; 0: none",
+    )
 
 
 # Each data source's schema by its name (``data.name``).
@@ -220,7 +231,10 @@ class TrainConfig:
     Checkpoints (``dct.checkpoint.manager``) are taken at logging steps and at the last step;
     ``checkpoint_every=null`` means every ``AUTO_CHECKPOINT_EVERY`` steps for runs longer than
     that, else never. The run's length is ``steps`` or, for file data, ``epochs`` (not both):
-    ``resolve_steps`` turns either into the step count every part of the run sees."""
+    ``resolve_steps`` turns either into the step count every part of the run sees. With a
+    validation split (``data=tabular``'s ``valid_fraction``) each evaluation also scores it, and
+    ``patience`` evaluations without a lower validation log-loss end the run
+    (``dct.train.early_stopping``)."""
 
     steps: Optional[int] = setting(
         None, f"training steps; null: {DEFAULT_STEPS}, or as many as epochs make"
@@ -232,7 +246,17 @@ class TrainConfig:
     )
     batch_size: int = setting(1024, "samples a step, over all ranks")
     lr: float = setting(0.05, "learning rate of the dense tower (and of tables by default)")
-    eval_every: int = setting(100, "steps between evaluations")
+    eval_every: Optional[int] = setting(
+        None,
+        f"steps between evaluations; null: {DEFAULT_EVAL_EVERY}, or with a validation split "
+        f"{EVALS_PER_EPOCH} a pass over the train split",
+    )
+    patience: int = setting(
+        3,
+        "with a validation split (data.valid_fraction): evaluations without a lower validation "
+        "log-loss before training stops, the best evaluation's weights restored; 0: never stop "
+        "early",
+    )
     log_every: int = setting(10, "steps between logged metrics")
     checkpoint_every: Optional[int] = setting(
         None, "steps between checkpoints, a multiple of log_every; 0: never; null: automatic"
@@ -374,12 +398,17 @@ def mp_codec_names(mp: DCTMPConfig) -> tuple[str, str]:
     return forward, mp.grad_codec or forward
 
 
-def resolve_steps(train: TrainConfig, train_rows: Optional[int] = None) -> TrainConfig:
-    """``train`` with ``steps`` settled: as given; for ``epochs``, enough global batches to pass
-    ``epochs`` times over the ``train_rows`` rows of a file source's train split,
-    ``ceil(epochs * train_rows / batch_size)`` (the last batch may run into the next pass, as
-    batches wrap around the split's end); else ``DEFAULT_STEPS``. ``epochs`` is cleared once
-    counted, so the result is a valid config too (``validate`` refuses both at once).
+def resolve_steps(
+    train: TrainConfig, train_rows: Optional[int] = None, validation: bool = False
+) -> TrainConfig:
+    """``train`` with ``steps`` and ``eval_every`` settled. ``steps``: as given; for ``epochs``,
+    enough global batches to pass ``epochs`` times over the ``train_rows`` rows of a file
+    source's train split, ``ceil(epochs * train_rows / batch_size)`` (the last batch may run
+    into the next pass, as batches wrap around the split's end); else ``DEFAULT_STEPS``, or with
+    a ``validation`` split ``DEFAULT_MAX_EPOCHS`` passes. ``eval_every``: as given; else
+    ``DEFAULT_EVAL_EVERY``, or with a validation split ``EVALS_PER_EPOCH`` a pass. ``epochs``
+    is cleared once counted, so the result is a valid config too (``validate`` refuses both at
+    once), and resolving it again changes nothing.
 
     Raises ``ConfigError`` for ``epochs`` without ``train_rows`` (synthetic data has no end).
 
@@ -387,13 +416,21 @@ def resolve_steps(train: TrainConfig, train_rows: Optional[int] = None) -> Train
 
         resolve_steps(TrainConfig(epochs=2, batch_size=64), train_rows=1000).steps  # 32
     """
+    if train.eval_every is None:
+        every = DEFAULT_EVAL_EVERY
+        if validation and train_rows is not None:
+            every = max(1, -(-train_rows // (train.batch_size * EVALS_PER_EPOCH)))
+        train = replace(train, eval_every=every)
     if train.steps is not None:
         return train
-    if train.epochs is None:
+    epochs = train.epochs
+    if epochs is None and validation:
+        epochs = DEFAULT_MAX_EPOCHS
+    if epochs is None:
         return replace(train, steps=DEFAULT_STEPS)
     if train_rows is None:
-        raise ConfigError(epochs_need_file_data(train.epochs))
-    steps = -(-train.epochs * train_rows // train.batch_size)  # integer ceil: exact at any size
+        raise ConfigError(epochs_need_file_data(epochs))
+    steps = -(-epochs * train_rows // train.batch_size)  # integer ceil: exact at any size
     return replace(train, steps=steps, epochs=None)
 
 

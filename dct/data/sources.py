@@ -38,6 +38,8 @@ class DataShape:
     """The table each feature looks up; empty: a table per feature."""
     pooling: list[str] = dataclasses.field(default_factory=list)
     """Each feature's pooling, ``sum`` or ``mean``; empty: all ``sum``."""
+    valid_size: int = 0
+    """Rows of the validation split (held out of the train split), every one scored."""
 
 
 @dataclasses.dataclass
@@ -65,7 +67,7 @@ def open_source(cfg: RunConfig) -> SampleSource:
         eval_path = None if data.eval_path is None else Path(data.eval_path)
         return CriteoClicks(Path(data.path), eval_path, data.eval_fraction)
     if isinstance(data, TabularDataConfig):
-        return TabularClicks(Path(data.path))
+        return TabularClicks(Path(data.path), data.valid_fraction)
     return SyntheticClicks(data, data_seed(cfg))
 
 
@@ -84,7 +86,8 @@ def with_data_shape(cfg: RunConfig) -> RunConfig:
         return dataclasses.replace(cfg, train=resolve_steps(cfg.train))
     source = open_source(cfg)
     train_rows = source.split_rows("train")
-    train = resolve_steps(cfg.train, train_rows)
+    valid_rows = source.split_rows("valid") if isinstance(source, TabularClicks) else 0
+    train = resolve_steps(cfg.train, train_rows, validation=valid_rows > 0)
     if cfg.train.epochs is not None:
         log.info(
             "train.epochs=%d: %d steps of %d rows over the %d train rows",
@@ -97,14 +100,33 @@ def with_data_shape(cfg: RunConfig) -> RunConfig:
     asked = cfg.data.eval_size
     eval_size = eval_rows if asked is None else min(asked, eval_rows)
     log.info("evaluating %d of the %d eval rows, every one scored", eval_size, eval_rows)
+    if valid_rows:
+        log.info(
+            "validation: the last %d of the %d train rows, held out; training stops after %s",
+            valid_rows,
+            train_rows + valid_rows,
+            f"{train.patience} evaluations without a lower validation log-loss, at most "
+            f"{train.steps} steps"
+            if train.patience
+            else f"{train.steps} steps (train.patience=0)",
+        )
     settings = {item.name: getattr(cfg.data, item.name) for item in dataclasses.fields(cfg.data)}
-    shape = {"num_dense": _num_dense(source), "cardinalities": source.table_sizes}
+    shape = {
+        "num_dense": _num_dense(source),
+        "cardinalities": source.table_sizes,
+        "valid_size": valid_rows,
+    }
     if isinstance(source, TabularClicks):
         layout = source.features
         if not layout.is_default():
             shape |= {"feature_tables": list(layout.feature_tables), "pooling": layout.pooling()}
     data = shaped(**{**settings, "eval_size": eval_size, **shape})
     return dataclasses.replace(cfg, data=data, train=train)
+
+
+def validation_rows(data: DataConfig) -> int:
+    """Rows of the validation split ``with_data_shape`` found (0: none, or no file data)."""
+    return data.valid_size if isinstance(data, DataShape) else 0
 
 
 def feature_layout(data: DataConfig) -> FeatureTables:

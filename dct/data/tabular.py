@@ -1,9 +1,11 @@
 """Click samples from a ``dct-preprocess`` directory (``dct.data.tabular_format``), memory-mapped.
 
-The directory holds its own ``train`` and ``eval`` splits. A split is read in order and wraps
-around at its end (epochs). A request touches only the rows it asks for, so a rank reads its MP
-group's slice of each global batch and nothing else: a multi-valued feature's bags are gathered
-through its offsets, at a cost proportional to the rows and values requested, never to the file.
+The directory holds its own ``train`` and ``eval`` splits; ``valid_fraction`` holds the train
+split's last rows out as a ``valid`` split (the latest, for data split by time), read from the
+same files. A split is read in order and wraps around at its end (epochs). A request touches
+only the rows it asks for, so a rank reads its MP group's slice of each global batch and nothing
+else: a multi-valued feature's bags are gathered through its offsets, at a cost proportional to
+the rows and values requested, never to the file.
 
 The ids of every batch read are checked against the manifest's table sizes (a min and a max per
 feature over the batch), and a multi-valued feature's offsets against its values, so that a
@@ -48,7 +50,7 @@ class TabularClicks:
         batch = source.samples("eval", start=source.split_rows("eval") - 10, count=20)  # wraps
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, valid_fraction: float = 0.0) -> None:
         self.path = Path(path)
         self.manifest: TabularManifest = read_manifest(self.path)
         for split in SPLITS:
@@ -60,6 +62,19 @@ class TabularClicks:
                 )
         self.arrays = {split: open_split(self.path, self.manifest, split) for split in SPLITS}
         self._table_sizes = np.asarray(self.manifest.table_sizes, dtype=np.int64)
+        stored = self.manifest.splits["train"].rows
+        valid = int(stored * valid_fraction)
+        if valid and stored - valid < 1:
+            raise DataError(
+                f"data.valid_fraction={valid_fraction} leaves none of the {stored} train rows "
+                "to train on: use a smaller fraction"
+            )
+        # Each split as (stored split, first row, rows).
+        self._views = {
+            "train": ("train", 0, stored - valid),
+            "valid": ("train", stored - valid, valid),
+            "eval": ("eval", 0, self.manifest.splits["eval"].rows),
+        }
 
     @property
     def table_sizes(self) -> list[int]:
@@ -76,18 +91,20 @@ class TabularClicks:
         return len(self.manifest.dense)
 
     def split_rows(self, split: str) -> int:
-        return self.manifest.splits[split].rows
+        """Rows of ``train``, ``valid`` (0 without a validation fraction) or ``eval``."""
+        return self._views[split][2]
 
     def samples(self, split: str, start: int, count: int) -> Batch:
         """Rows ``start .. start + count`` of ``split``, wrapping around at its end.
 
         Raises ``DataError`` for an id outside its table or offsets outside their values.
         """
-        arrays = self.arrays[split]
-        rows = np.arange(start, start + count, dtype=np.int64) % self.split_rows(split)
+        stored, first, size = self._views[split]
+        arrays = self.arrays[stored]
+        rows = first + np.arange(start, start + count, dtype=np.int64) % size
         values, offsets = [], []
         for k in range(len(arrays.values)):
-            ids, bags = self._feature(split, arrays, k, rows)
+            ids, bags = self._feature(stored, arrays, k, rows)
             values.append(torch.from_numpy(ids))
             offsets.append(torch.from_numpy(bags))
         return Batch(

@@ -46,10 +46,14 @@ def num_eval_batches(eval_size: int, batch_size: int) -> int:
 
 @torch.no_grad()
 def evaluate(
-    model: HybridDLRM | PipelineDLRM, reader: RankReader, eval_size: int, meter: ByteMeter
+    model: HybridDLRM | PipelineDLRM,
+    reader: RankReader,
+    eval_size: int,
+    meter: ByteMeter,
+    split: str = "eval",
 ) -> EvalResult:
-    """AUC, log-loss and accuracy of ``model`` on the eval split's first ``eval_size`` rows,
-    gathered from all ranks.
+    """AUC, log-loss and accuracy of ``model`` on the first ``eval_size`` rows of ``split``
+    (``eval``, or ``valid``: the rows held out of the train split), gathered from all ranks.
 
     Every rank gathers equal shapes, its first column marking the rows that count: rows past
     ``eval_size`` (the last batch's padding) and the rows of ranks without predictions (a
@@ -60,7 +64,7 @@ def evaluate(
     model.eval()
     columns = []
     for index in range(num_eval_batches(eval_size, reader.batch_size)):
-        batch = reader.read("eval", index)
+        batch = reader.read(split, index)
         labels = batch.local.labels
         prob = model.predict(batch)
         scored = reader.sample_numbers(index).to(labels.device) < eval_size

@@ -10,16 +10,17 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from torch.distributed.checkpoint.stateful import Stateful
 from tqdm import tqdm
 
 from dct.checkpoint.manager import CheckpointManager
 from dct.checkpoint.meta import grid
 from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import REPORTED, ByteMeter, ChannelBytes
-from dct.config import RunConfig, mp_codec_names, resolve_steps
+from dct.config import RunConfig, resolve_steps
 from dct.config.runtime_checks import check_fbgemm_installed
 from dct.data.rank_batches import RankBatch, RankReader
-from dct.data.sources import feature_layout, open_source
+from dct.data.sources import feature_layout, open_source, validation_rows
 from dct.embedding.fused import fbgemm_available
 from dct.embedding.table_optimizers import bytes_per_row
 from dct.parallel.hybrid import HybridDLRM, embedding_codecs, mp_codecs
@@ -31,6 +32,7 @@ from dct.runtime.faults import Diverged, Stopped, check_losses, likely_cause
 from dct.train import compression_report
 from dct.train.checkpoint_states import rank_states
 from dct.train.density_report import DensityBand
+from dct.train.early_stopping import EarlyStopping, StoppingCounters
 from dct.train.evaluation import EvalResult, evaluate
 from dct.train.memory_report import MemoryReport, memory_report
 from dct.train.progress import TrainProgress
@@ -55,6 +57,8 @@ class TrainResult:
     density_band: DensityBand
     memory: MemoryReport
     history: list[EvalResult] = field(default_factory=list)
+    stopping: EarlyStopping | None = None
+    stopped: bool = False
 
 
 def build_model(
@@ -250,14 +254,20 @@ def train(
     steps, log_every, eval_every = cfg.train.steps, cfg.train.log_every, cfg.train.eval_every
     batch_size = cfg.train.batch_size
     band = DensityBand(cfg.dct.dp.density, cfg.dct.dp.guard_factor, model.dp_states)
+    valid_size = validation_rows(cfg.data)
+    stopping = EarlyStopping(model, cfg.train.patience) if valid_size else None
     checkpoints = None
     progress = TrainProgress()
     if run_dir is not None:
+        shared: dict[str, Stateful] = {"model": model, "optim": optimizers}
+        parts = rank_states(model, topology, shards, meter, band, progress)
+        if stopping is not None:
+            shared["best"], parts["stopping"] = stopping, StoppingCounters(stopping)
         checkpoints = CheckpointManager(
             cfg,
             run_dir,
-            {"model": model, "optim": optimizers},
-            rank_states(model, topology, shards, meter, band, progress),
+            shared,
+            parts,
             grid(cfg, topology, model.plan if isinstance(model, HybridDLRM) else None),
         )
         checkpoints.resume()
@@ -275,8 +285,16 @@ def train(
         unit="step",
         mininterval=1.0,
     )
+
+    def scored(split: str, size: int, step: int) -> EvalResult:
+        try:
+            return evaluate(model, reader, size, meter, split)
+        except Diverged as error:
+            raise Diverged(f"{error} at step {step}. {likely_cause(cfg)}") from None
+
     try:
-        for step in range(progress.step + 1, steps + 1):
+        first = steps + 1 if progress.stopped else progress.step + 1
+        for step in range(first, steps + 1):
             started = time.perf_counter()
             batch = reader.read("train", step - 1)
             read = time.perf_counter()
@@ -307,63 +325,64 @@ def train(
                 compression_mark = compression_report.snapshot(model)
 
             if step % eval_every == 0 or step == steps:
-                try:
-                    result = evaluate(model, reader, cfg.data.eval_size, meter)
-                except Diverged as error:
-                    raise Diverged(f"{error} at step {step}. {likely_cause(cfg)}") from None
+                if stopping is not None:
+                    valid = scored("valid", valid_size, step)
+                    progress.stopped = stopping.observe(step, valid.logloss)
+                    for sink in sinks:
+                        sink.write(step, {"valid/auc": valid.auc, "valid/logloss": valid.logloss})
+                    log.info(
+                        "step %d: validation auc %.4f logloss %.4f (best: step %d)",
+                        step,
+                        valid.auc,
+                        valid.logloss,
+                        stopping.best_step,
+                    )
+                result = scored("eval", cfg.data.eval_size, step)
                 progress.history.append(result)
                 for sink in sinks:
                     sink.write(step, result.scalars())
                 log.info("step %d: eval auc %.4f logloss %.4f", step, result.auc, result.logloss)
                 # Per-step traffic scalars describe training steps only.
                 traffic_mark, compression_mark = meter.totals(), compression_report.snapshot(model)
-            if checkpoints is not None:
+            # With early stopping the run's last checkpoint is saved after the restore below.
+            last = step == steps or progress.stopped
+            if checkpoints is not None and not (stopping is not None and last):
                 checkpoints.save_if_due(step)
+            if progress.stopped:
+                log.info(
+                    "step %d: %d evaluations without a lower validation log-loss: stopping",
+                    step,
+                    stopping.since_best,
+                )
+                break
     except Stopped as stop:
         raise stop.at(progress.step) from None
     finally:
         bar.close()
+    evaluation = progress.history[-1]
+    if stopping is not None:
+        stopping.restore()
+        evaluation = scored("eval", cfg.data.eval_size, progress.step)
+        log.info(
+            "restored step %d's weights (validation logloss %.4f): eval auc %.4f logloss %.4f",
+            stopping.best_step,
+            stopping.best_loss,
+            evaluation.auc,
+            evaluation.logloss,
+        )
+        if checkpoints is not None:
+            checkpoints.save(progress.step)
     memory = memory_report(model, optimizers, topology, meter, device)
     return TrainResult(
         model=model,
         losses=progress.losses,
-        evaluation=progress.history[-1],
+        evaluation=evaluation,
         step_times=progress.step_times,
         read_times=progress.read_times,
         bytes_per_rank=_mean_bytes_per_rank(meter, topology, device),
         density_band=band,
         memory=memory,
         history=progress.history,
+        stopping=stopping,
+        stopped=progress.stopped,
     )
-
-
-def summary_metrics(result: TrainResult, cfg: RunConfig, topology: Topology) -> dict[str, object]:
-    """The flat ``metrics.json`` record of a run (schema in docs/metrics.md)."""
-    ev, traffic = result.evaluation, result.bytes_per_rank
-    metrics: dict[str, object] = {
-        "auc": ev.auc,
-        "logloss": ev.logloss,
-        "accuracy": ev.accuracy,
-        "bayes_auc": ev.bayes_auc,
-        "eval_samples": ev.num_samples,
-        "final_train_loss": result.losses[-1],
-        "samples_per_sec": cfg.train.batch_size * len(result.step_times) / sum(result.step_times),
-        "step_time_median_s": statistics.median(result.step_times),
-        "read_time_median_s": statistics.median(result.read_times),
-        "steps": len(result.step_times),
-        "world_size": topology.world_size,
-        "mp_size": topology.mp_size,
-        "dp_size": topology.dp_size,
-        **compression_report.summary(result.model),
-        **result.density_band.summary(),
-        **result.memory.summary(),
-    }
-    for channel in REPORTED:
-        metrics[f"{channel}_bytes_sent"] = traffic[channel].sent
-        metrics[f"{channel}_bytes_dense"] = traffic[channel].dense
-        metrics[f"{channel}_ratio"] = traffic[channel].ratio
-    # Per training step; evaluation's forward transfers are in the totals too.
-    metrics["mp_codec"], metrics["mp_grad_codec"] = mp_codec_names(cfg.dct.mp)
-    for part in ("forward", "backward", "index"):
-        metrics[f"mp_{part}_bytes_per_step"] = traffic[f"mp_{part}"].sent / metrics["steps"]
-    return metrics

@@ -12,13 +12,15 @@ from dct.train.evaluation import EvalResult
 class TrainProgress:
     """``losses``: the global-batch mean loss of every step; ``step_times`` / ``read_times``:
     this rank's wall time of each step without / for reading its batch; ``history``: every
-    evaluation so far. All survive a checkpoint, so a resumed run reports the whole run."""
+    evaluation so far; ``stopped``: early stopping ended the run (``dct.train.early_stopping``).
+    All survive a checkpoint, so a resumed run reports the whole run."""
 
     step: int = 0
     losses: list[float] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)
     read_times: list[float] = field(default_factory=list)
     history: list[EvalResult] = field(default_factory=list)
+    stopped: bool = False
 
     def state_dict(self) -> dict[str, Any]:
         """Numbers, lists and dicts only (loadable with ``weights_only=True``)."""
@@ -30,3 +32,4 @@ class TrainProgress:
         self.step_times = list(state["step_times"])
         self.read_times = list(state["read_times"])
         self.history = [EvalResult(**result) for result in state["history"]]
+        self.stopped = bool(state.get("stopped", False))  # absent before early stopping

@@ -12,8 +12,9 @@ from dct.config import RunConfig, mp_codec_names, validate
 from dct.data.sources import with_data_shape
 from dct.parallel.topology import Topology, grid_shape
 from dct.train.compression_report import DP_HOOKS
-from dct.train.loop import summary_metrics, train
+from dct.train.loop import train
 from dct.train.sinks import open_sinks, write_json_atomically
+from dct.train.summary import summary_metrics
 
 log = logging.getLogger(__name__)
 

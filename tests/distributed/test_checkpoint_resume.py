@@ -21,7 +21,8 @@ from dct.config import DCTConfig, DCTDPConfig, DCTMPConfig, RunConfig
 from dct.embedding.fused import fbgemm_available
 from dct.parallel.topology import Topology, grid_shape
 from dct.train.compression_report import DP_HOOKS
-from dct.train.loop import summary_metrics, train
+from dct.train.loop import train
+from dct.train.summary import summary_metrics
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_golden import small_config
 

@@ -18,7 +18,8 @@ import torch.distributed as dist
 
 from dct.config import RunConfig
 from dct.parallel.topology import GridShape, Topology
-from dct.train.loop import summary_metrics, train
+from dct.train.loop import train
+from dct.train.summary import summary_metrics
 from tests.distributed.spawn import run_ranks
 
 

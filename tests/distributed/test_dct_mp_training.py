@@ -23,7 +23,8 @@ from torch import nn
 from dct.config import DCTMPConfig, RunConfig
 from dct.data.synthetic import SyntheticClicks
 from dct.parallel.topology import GridShape, Topology
-from dct.train.loop import summary_metrics, train
+from dct.train.loop import train
+from dct.train.summary import summary_metrics
 from models.dlrm import DLRM
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_golden import small_config, with_dense_tables

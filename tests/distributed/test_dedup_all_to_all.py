@@ -27,7 +27,8 @@ from dct.config import DCTConfig, DCTMPConfig
 from dct.data.batch import SparseFeatures
 from dct.parallel.embedding_dedup import pool_dedup
 from dct.parallel.topology import Topology, grid_shape
-from dct.train.loop import summary_metrics, train
+from dct.train.loop import train
+from dct.train.summary import summary_metrics
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_golden import small_config
 

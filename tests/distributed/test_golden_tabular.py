@@ -37,7 +37,8 @@ from dct.data.tabular import TabularClicks
 from dct.data.tabular_format import TableInfo
 from dct.embedding.fused import fbgemm_available
 from dct.parallel.topology import Topology, grid_shape
-from dct.train.loop import summary_metrics, train
+from dct.train.loop import train
+from dct.train.summary import summary_metrics
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_golden import (
     ATOL,
@@ -74,10 +75,11 @@ VARIANTS = {
 
 def on_tabular(cfg: RunConfig, path: Path) -> RunConfig:
     """``cfg`` trained on the directory ``path`` in batches of ``BATCH`` at ``LR``, shaped by
-    its manifest, every eval row scored."""
+    its manifest, every eval row scored, every train row trained on (no validation split:
+    ``tests.distributed.test_early_stopping`` has one)."""
     cfg = dataclasses.replace(
         cfg,
-        data=TabularDataConfig(path=str(path), eval_size=EVAL_ROWS),
+        data=TabularDataConfig(path=str(path), eval_size=EVAL_ROWS, valid_fraction=0.0),
         train=dataclasses.replace(cfg.train, batch_size=BATCH, lr=LR),
     )
     return with_data_shape(cfg)

@@ -42,7 +42,8 @@ from dct.config import (
     model_parallel_size,
 )
 from dct.parallel.topology import GridShape, Topology
-from dct.train.loop import summary_metrics, train
+from dct.train.loop import train
+from dct.train.summary import summary_metrics
 from tests.distributed.spawn import run_ranks
 
 STEPS, START, SEED = 6, 2, 5

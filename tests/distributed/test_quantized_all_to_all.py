@@ -20,7 +20,8 @@ from dct.comm.quantized_codecs import CastRows, QuantizedRows
 from dct.compression.quantize import dequantize, quantize
 from dct.config import DCTConfig, DCTMPConfig
 from dct.parallel.topology import Topology, grid_shape
-from dct.train.loop import summary_metrics, train
+from dct.train.loop import train
+from dct.train.summary import summary_metrics
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_all_to_all import (
     WIDTHS,

@@ -28,8 +28,10 @@ RUN = [
 
 
 def test_two_ranks_train_on_a_tabular_directory_with_sharded_tables(tmp_path):
-    """Two epochs of the 150 training rows, ``ceil(2 * 150 / 32) = 10`` steps, as the log says;
-    every one of the 70 eval rows scored, though batches of 32 do not divide them."""
+    """The last 15 of the 150 training rows held out for validation (the default 10 %), two
+    epochs of the other 135, ``ceil(2 * 135 / 32) = 9`` steps, as the log says; every one of the
+    70 eval rows scored, though batches of 32 do not divide them; the best evaluation's weights
+    (by validation log-loss) restored and reported."""
     data = tmp_path / "data"
     make_tabular(data, train_rows=150, eval_rows=70)
     run_dir = tmp_path / "run"
@@ -40,11 +42,15 @@ def test_two_ranks_train_on_a_tabular_directory_with_sharded_tables(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     output = done.stdout + done.stderr
-    assert "train.epochs=2: 10 steps of 32 rows over the 150 train rows" in output
+    assert "train.epochs=2: 9 steps of 32 rows over the 135 train rows" in output
     assert "evaluating 70 of the 70 eval rows, every one scored" in output
+    assert "validation: the last 15 of the 150 train rows, held out" in output
+    assert "'s weights (validation logloss " in output
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["steps"] == 10 and metrics["world_size"] == 2
+    assert metrics["steps"] == 9 and metrics["world_size"] == 2
+    assert metrics["best_step"] in (4, 8, 9) and not metrics["stopped_early"]
+    assert 0.0 < metrics["valid_logloss"] < 2.0
     assert metrics["eval_samples"] == 70
     assert math.isfinite(metrics["logloss"]) and 0.0 < metrics["logloss"] < 2.0
     assert metrics["bayes_auc"] is None

@@ -102,6 +102,7 @@ def test_defaults_are_valid():
 
 PIPELINE = {"parallel.mp_mode": "pipeline", "parallel.cuts": ["bottom_mlp.1"]}
 CRITEO = {"data.name": "criteo", "data.path": "/data/criteo"}
+TABULAR = {"data.name": "tabular", "data.path": "/data/mine"}
 # One impossible value of a setting, the other settings it needs (if any), and the message.
 SWEEP = [
     ("seed", -1, {}, "seed=-1 must be >= 0"),
@@ -170,6 +171,9 @@ SWEEP = [
     ("train.lr", -1.0, {}, "train.lr=-1.0 must be > 0"),
     ("train.lr", math.nan, {}, "train.lr=nan must be a finite number"),
     ("train.eval_every", 0, {}, "train.eval_every=0 must be >= 1"),
+    ("train.patience", -1, {}, "train.patience=-1 must be >= 0 (0: never stop early)"),
+    ("data.valid_fraction", 1.0, TABULAR, "data.valid_fraction=1.0 must be in [0, 1)"),
+    ("data.valid_fraction", -0.1, TABULAR, "data.valid_fraction=-0.1 must be in [0, 1)"),
     ("train.log_every", 0, {}, "train.log_every=0 must be >= 1"),
     ("train.checkpoint_every", -10, {}, "train.checkpoint_every=-10 must be a multiple of"),
     ("train.checkpoint_every", 15, {}, "train.checkpoint_every=15 must be a multiple of train.lo"),

@@ -66,7 +66,13 @@ def test_epochs_without_a_train_split_are_refused():
 
 
 def test_a_tabular_run_takes_its_steps_from_the_train_split_and_says_so(tabular, caplog):
-    cfg = composed("data=tabular", f"data.path={tabular}", "train.epochs=2", "train.batch_size=32")
+    cfg = composed(
+        "data=tabular",
+        f"data.path={tabular}",
+        "data.valid_fraction=0",
+        "train.epochs=2",
+        "train.batch_size=32",
+    )
     validate(cfg, world_size=2)
     with caplog.at_level(logging.INFO, logger="dct.data.sources"):
         shaped = with_data_shape(cfg)
@@ -74,6 +80,28 @@ def test_a_tabular_run_takes_its_steps_from_the_train_split_and_says_so(tabular,
     assert "train.epochs=2: 10 steps of 32 rows over the 150 train rows" in caplog.text
     assert "evaluating 70 of the 70 eval rows, every one scored" in caplog.text
     validate(shaped, world_size=2)
+
+
+def test_a_validation_split_sets_the_default_length_and_cadence(tabular, caplog):
+    """The last 10 % of the 150 train rows held out: 135 trained on, at most 20 passes of them
+    (ceil(20 * 135 / 32) = 85 steps), evaluated 4 times a pass (ceil(135 / (32 * 4)) = 2)."""
+    cfg = composed("data=tabular", f"data.path={tabular}", "train.batch_size=32")
+    with caplog.at_level(logging.INFO, logger="dct.data.sources"):
+        shaped = with_data_shape(cfg)
+    assert (shaped.data.valid_size, shaped.train.steps, shaped.train.eval_every) == (15, 85, 2)
+    assert "validation: the last 15 of the 150 train rows, held out; training stops after 3 " in (
+        caplog.text
+    )
+    assert with_data_shape(shaped) == shaped
+    # Given values are kept; without a validation split the defaults are 300 steps and 100.
+    given = with_data_shape(composed(*tabular_args(tabular), "train.steps=7", "train.eval_every=3"))
+    assert (given.train.steps, given.train.eval_every) == (7, 3)
+    plain = with_data_shape(composed(*tabular_args(tabular), "data.valid_fraction=0"))
+    assert (plain.data.valid_size, plain.train.steps, plain.train.eval_every) == (0, 300, 100)
+
+
+def tabular_args(tabular):
+    return ["data=tabular", f"data.path={tabular}", "train.batch_size=32"]
 
 
 def test_steps_and_epochs_together_are_one_config_error(tabular):
