@@ -252,7 +252,7 @@ class TrainConfig:
         f"{EVALS_PER_EPOCH} a pass over the train split",
     )
     patience: int = setting(
-        3,
+        8,
         "with a validation split (data.valid_fraction): evaluations without a lower validation "
         "log-loss before training stops, the best evaluation's weights restored; 0: never stop "
         "early",

@@ -254,7 +254,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("checkpoint", type=Path, help="a checkpoint directory (step_NNNNNNNN)")
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a checkpoint directory (step_NNNNNNNN), or a run's checkpoints/ (its newest)",
+    )
     parser.add_argument(
         "sources", type=Path, nargs="+", metavar="FILE", help="rows to score, read in order"
     )

@@ -62,13 +62,30 @@ def trained_on(checkpoint: Path, data: Path | None = None) -> Trained:
     """
     from dct.checkpoint.store import check_complete
 
-    checkpoint = Path(checkpoint)
+    checkpoint = newest_checkpoint(Path(checkpoint))
     check_complete(checkpoint)
     meta = read_meta(checkpoint)
     directory = find_data(checkpoint, meta, data)
     manifest = read_manifest(directory)
     check_same_data(manifest, meta, checkpoint, directory)
     return Trained(checkpoint, meta, directory, manifest, manifest_schema(manifest))
+
+
+def newest_checkpoint(path: Path) -> Path:
+    """``path`` itself, unless it is a directory of checkpoints (a run's ``checkpoints/``, whose
+    last step early stopping decides): then its newest complete one, if any."""
+    from dct.checkpoint.dcp_io import METADATA_FILE
+    from dct.checkpoint.store import CheckpointError, CheckpointStore, check_complete
+
+    if not path.is_dir() or (path / METADATA_FILE).is_file():
+        return path
+    for candidate in reversed(CheckpointStore(path, keep=1).published()):
+        try:
+            check_complete(candidate)
+        except CheckpointError:
+            continue
+        return candidate
+    return path  # check_complete says what it lacks
 
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ record.
 
 Example::
 
-    stopping = EarlyStopping(model, patience=3)
+    stopping = EarlyStopping(model, patience=8)
     if stopping.observe(step, validation.logloss):   # True: stop now
         ...
     stopping.restore()                                # the best evaluation's weights

@@ -193,6 +193,12 @@ def test_shared_tables_and_mean_pooling_score_as_trained(tmp_path_factory, tmp_p
     code, _, errors = predict(capsys, shared["checkpoint"], shared["eval_csv"], "--out", out)
     assert code == 0, errors
     np.testing.assert_array_equal(pq.read_table(out)["probability"].to_numpy(), expected)
+    # The run's checkpoints/ directory stands for its newest checkpoint, the last step's.
+    newest = tmp_path / "newest.parquet"
+    checkpoints = shared["checkpoint"].parent
+    code, printed, errors = predict(capsys, checkpoints, shared["eval_csv"], "--out", newest)
+    assert code == 0 and f"by the step-{STEPS} model" in printed, errors
+    assert pq.read_table(newest).equals(pq.read_table(out))
 
 
 def test_rows_without_a_label_in_small_batches_score_the_same(trained, tmp_path, capsys):

@@ -451,3 +451,16 @@ def test_the_configuration_page_names_every_key():
     for key, _, _ in (key for cfg in schemas for key in leaf_keys(cfg)):
         short = key.split(".", 1)[-1]
         assert f"`{short}`" in page, key
+
+
+def test_tabular_data_brings_its_own_training_defaults_and_overrides_still_win():
+    """``data=tabular`` selects ``train=tabular`` (256 rows at 0.01; docs/data.md measures why);
+    every other source keeps ``train=default``; keys given, or ``train=default``, win."""
+    tabular = ["data=tabular", "data.path=/data/mine"]
+    shaped = composed(*tabular).train
+    assert (shaped.batch_size, shaped.lr) == (256, 0.01)
+    assert dataclasses.replace(shaped, batch_size=1024, lr=0.05) == composed().train
+    assert composed("data=criteo", "data.path=/d").train == composed().train
+    given = composed(*tabular, "train.batch_size=64", "train.lr=0.3").train
+    assert (given.batch_size, given.lr) == (64, 0.3)
+    assert composed(*tabular, "train=default").train == composed().train

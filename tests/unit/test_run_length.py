@@ -89,7 +89,7 @@ def test_a_validation_split_sets_the_default_length_and_cadence(tabular, caplog)
     with caplog.at_level(logging.INFO, logger="dct.data.sources"):
         shaped = with_data_shape(cfg)
     assert (shaped.data.valid_size, shaped.train.steps, shaped.train.eval_every) == (15, 85, 2)
-    assert "validation: the last 15 of the 150 train rows, held out; training stops after 3 " in (
+    assert "validation: the last 15 of the 150 train rows, held out; training stops after 8 " in (
         caplog.text
     )
     assert with_data_shape(shaped) == shaped
