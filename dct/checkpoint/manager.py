@@ -174,9 +174,10 @@ class CheckpointManager:
         if self.every and (step % self.every == 0 or step == self.last_step):
             self.save(step)
 
-    def save(self, step: int) -> None:
-        """Save now, as step ``step``, if checkpointing is on (the run's end, where early
-        stopping has restored other weights than the last step's)."""
+    def save(self, step: int, weights_step: int | None = None) -> None:
+        """Save now, as step ``step``, if checkpointing is on; ``weights_step``: the step whose
+        weights the model holds, where it is not ``step`` (the run's end, after early stopping
+        restored its best evaluation's), recorded in ``meta``."""
         if not self.every:
             return
         started = time.perf_counter()
@@ -192,6 +193,8 @@ class CheckpointManager:
                 "grid": self.grid,
                 "data": self.data,
             }
+            if weights_step is not None:
+                entries[META]["weights_step"] = weights_step
         try:
             dcp_io.save(entries, self.store.partial(step))
         except CheckpointException as error:

@@ -9,7 +9,9 @@ A checkpoint is a flat DCP state dict (``dct.checkpoint.dcp_io``):
 - ``rank/<r>``: what belongs to rank ``r`` alone, one entry per part the trainer hands over
   (random state, DCT-DP states, DCT-MP's counters, byte meter, density band, progress);
 - ``meta``: the format, step, model shape, optimizers, the grid it was written on and the data
-  it was trained on (``data_record``: ``dct-predict`` finds the preprocessed files there).
+  it was trained on (``data_record``: ``dct-predict`` finds the preprocessed files there); a
+  run's last checkpoint after early stopping adds ``weights_step``, the step whose weights it
+  holds (``dct.train.early_stopping``), and ``best/<name>``, the kept copy.
 
 ``dct.checkpoint.manager`` writes and reads these; this module says what ``meta`` holds.
 """

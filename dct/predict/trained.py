@@ -50,7 +50,9 @@ class Trained:
 
     @property
     def step(self) -> int:
-        return int(self.meta["step"])
+        """The step whose weights the checkpoint holds: the best evaluation's, where early
+        stopping restored them before the run's last save."""
+        return int(self.meta.get("weights_step", self.meta["step"]))
 
 
 def trained_on(checkpoint: Path, data: Path | None = None) -> Trained:

@@ -371,7 +371,7 @@ def train(
             evaluation.logloss,
         )
         if checkpoints is not None:
-            checkpoints.save(progress.step)
+            checkpoints.save(progress.step, weights_step=stopping.best_step)
     memory = memory_report(model, optimizers, topology, meter, device)
     return TrainResult(
         model=model,

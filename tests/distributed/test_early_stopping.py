@@ -21,6 +21,7 @@ import torch
 
 from dct.config import RunConfig, TabularDataConfig
 from dct.data.sources import with_data_shape
+from dct.predict.trained import newest_checkpoint, read_meta
 from dct.train import loop
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_checkpoint_resume import run
@@ -84,6 +85,10 @@ def test_a_stopped_run_equals_the_run_of_its_best_steps(data, tmp_path):
                 assert torch.equal(weight, reference[part][key]), key
         for key in ("auc", "logloss", "valid_logloss", "best_step"):
             assert metrics[key] == reference["metrics"][key], key
+    # The run's last checkpoint, saved after the restore, says whose weights it holds.
+    last = newest_checkpoint(tmp_path / "stopped" / "checkpoints")
+    meta = read_meta(last)
+    assert (meta["step"], meta["weights_step"]) == (metrics["steps"], metrics["best_step"])
 
 
 def interrupted_and_resumed(cfg: RunConfig, root: Path, at_call: int) -> dict:
