@@ -19,7 +19,7 @@ from unittest import mock
 import pytest
 import torch
 
-from dct.config import RunConfig, TabularDataConfig
+from dct.config import ParallelConfig, RunConfig, TabularDataConfig
 from dct.data.sources import with_data_shape
 from dct.predict.trained import newest_checkpoint, read_meta
 from dct.train import loop
@@ -32,10 +32,13 @@ from tests.unit.test_tabular_reader import make_tabular
 MAX_STEPS = 40
 
 
-def stopping_config(path: Path) -> RunConfig:
-    """2 MP ranks, SGD at a learning rate that overfits 120 rows within a few passes, evaluated
-    every 2 steps, stopping after 2 evaluations without a lower validation log-loss."""
+def stopping_config(path: Path, pipeline: bool = False) -> RunConfig:
+    """2 MP ranks (row blocks of every table, or two pipeline stages), SGD at a learning rate
+    that overfits 120 rows within a few passes, evaluated every 2 steps, stopping after 2
+    evaluations without a lower validation log-loss."""
     cfg = small_config(2, "sgd", "sgd", "row")
+    if pipeline:
+        cfg.parallel = ParallelConfig(mp_mode="pipeline", cuts=["bottom_mlp.0"], microbatches=2)
     cfg = replace(
         cfg,
         data=TabularDataConfig(path=str(path), eval_size=EVAL_ROWS, valid_fraction=0.2),
@@ -67,8 +70,9 @@ def stopped_and_reference(cfg: RunConfig, root: Path) -> dict:
     return {"stopped": stopped, "reference": run(exact, root / "reference")}
 
 
-def test_a_stopped_run_equals_the_run_of_its_best_steps(data, tmp_path):
-    cfg = stopping_config(data)
+@pytest.mark.parametrize("pipeline", [False, True], ids=["embedding", "pipeline"])
+def test_a_stopped_run_equals_the_run_of_its_best_steps(pipeline, data, tmp_path):
+    cfg = stopping_config(data, pipeline)
     assert cfg.data.valid_size == 30
     for rank in run_ranks(2, stopped_and_reference, cfg, tmp_path, tmp_dir=tmp_path):
         stopped, reference = rank["stopped"], rank["reference"]
