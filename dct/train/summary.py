@@ -18,6 +18,8 @@ def summary_metrics(result: TrainResult, cfg: RunConfig, topology: Topology) -> 
         "auc": ev.auc,
         "logloss": ev.logloss,
         "accuracy": ev.accuracy,
+        "ne": ev.ne,
+        "calibration": ev.calibration,
         "bayes_auc": ev.bayes_auc,
         "eval_samples": ev.num_samples,
         "final_train_loss": result.losses[-1],

@@ -5,7 +5,8 @@ The eval splits here are not a whole number of global batches of 32: 70 rows (tw
 with the rows that follow and leaves the padding out of every metric. The reference is the
 run's own final model, exported from its last checkpoint (``dct.export``) into one
 ``models.dlrm.DLRM``, predicting exactly the split's rows in one process, scored by
-scikit-learn's ``roc_auc_score`` and ``log_loss``. The runs are ``train.epochs=1`` over 150
+scikit-learn's ``roc_auc_score`` and ``log_loss`` (normalized entropy and calibration from
+them and the labels, here). The runs are ``train.epochs=1`` over 150
 training rows, so the loop is also held to the step count epochs make, ``ceil(150 / 32) = 5``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -75,10 +77,13 @@ def reference_scores(cfg: RunConfig, checkpoint: Path, model_file: Path) -> dict
         prob = torch.sigmoid(model.eval()(batch)).double().numpy()
     label = batch.labels.double().numpy()
     assert 0 < label.sum() < len(label), "both classes are needed for an AUC"
+    logloss, rate = log_loss(label, prob, labels=[0.0, 1.0]), label.mean()
     return {
         "auc": roc_auc_score(label, prob),
-        "logloss": log_loss(label, prob, labels=[0.0, 1.0]),
+        "logloss": logloss,
         "accuracy": float(((prob >= 0.5) == (label >= 0.5)).mean()),
+        "ne": logloss / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)),
+        "calibration": prob.sum() / label.sum(),
     }
 
 
@@ -104,3 +109,5 @@ def test_every_eval_row_is_scored_once(mode, eval_rows, tmp_path):
         assert result.auc == pytest.approx(expected["auc"], abs=1e-6)
         assert result.logloss == pytest.approx(expected["logloss"], rel=1e-5)
         assert result.accuracy == expected["accuracy"]
+        assert result.ne == pytest.approx(expected["ne"], rel=1e-5)
+        assert result.calibration == pytest.approx(expected["calibration"], rel=1e-5)
