@@ -66,12 +66,15 @@ class Batch:
 
     ``click_prob`` is the true click probability where the source knows it (synthetic data),
     else ``None``; it is never shown to the model, only used to report the Bayes AUC.
+    ``groups`` (int64) is each sample's group where the data declares one (a schema's
+    ``group``), for grouped AUC; never shown to the model either.
     """
 
     dense: Tensor
     sparse: SparseFeatures
     labels: Tensor
     click_prob: Tensor | None = None
+    groups: Tensor | None = None
 
     @property
     def num_samples(self) -> int:
@@ -80,10 +83,18 @@ class Batch:
     def rows(self, start: int, stop: int) -> Batch:
         """Samples ``start:stop``."""
         prob = None if self.click_prob is None else self.click_prob[start:stop]
+        groups = None if self.groups is None else self.groups[start:stop]
         return Batch(
-            self.dense[start:stop], self.sparse.rows(start, stop), self.labels[start:stop], prob
+            self.dense[start:stop],
+            self.sparse.rows(start, stop),
+            self.labels[start:stop],
+            prob,
+            groups,
         )
 
     def to(self, device: torch.device) -> Batch:
         prob = None if self.click_prob is None else self.click_prob.to(device)
-        return Batch(self.dense.to(device), self.sparse.to(device), self.labels.to(device), prob)
+        groups = None if self.groups is None else self.groups.to(device)
+        return Batch(
+            self.dense.to(device), self.sparse.to(device), self.labels.to(device), prob, groups
+        )

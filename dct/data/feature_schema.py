@@ -33,6 +33,8 @@ Example (``configs/schemas/adult.yaml``)::
   latest in time) held out; ignored when eval files are given.
 - ``columns``: for CSV/TSV files without a header row, their columns' names in order (Criteo's
   logs, ``configs/schemas/criteo.yaml``); without it the first row names them.
+- ``group``: a column (a user or session id, any type) whose value groups rows: evaluation then
+  reports grouped AUC (``gauc``). It may also be a feature's column.
 """
 
 from __future__ import annotations
@@ -103,30 +105,30 @@ class FeatureSchema:
     eval: EvalSplit = field(default_factory=EvalSplit)
     header: tuple[str, ...] | None = None
     """The names of a headerless CSV/TSV file's columns (the schema's ``columns``)."""
+    group: str | None = None
+    """The column whose value groups rows for grouped AUC (the schema's ``group``)."""
 
     def columns(self) -> list[str]:
         """Every column the schema reads, each once, in declaration order."""
         names = [self.label.column, *(f.column for f in self.dense)]
         names += [f.column for f in self.sparse]
-        if self.eval.time_column is not None:
-            names.append(self.eval.time_column)
+        for extra in (self.eval.time_column, self.group):
+            if extra is not None:
+                names.append(extra)
         return list(dict.fromkeys(names))
 
     def to_dict(self) -> dict:
-        """The schema as JSON types; a sparse feature's ``table`` and ``pooling`` only where
-        set, so a schema that uses neither keeps the fingerprint it had before they existed."""
+        """The schema as JSON types; a sparse feature's ``table`` and ``pooling`` and the
+        ``group`` only where set, so a schema that uses none keeps the fingerprint it had before
+        they existed."""
         raw = json.loads(json.dumps(asdict(self)))
+        if raw["group"] is None:
+            del raw["group"]
         for feature in raw["sparse"]:
             for key, default in _OPTIONAL_SPARSE.items():
                 if feature[key] == default:
                     del feature[key]
         return raw
-
-    def table_groups(self) -> list[int]:
-        """Each sparse feature's table, numbered by first appearance."""
-        names = [f.table_name for f in self.sparse]
-        order = list(dict.fromkeys(names))
-        return [order.index(n) for n in names]
 
     @staticmethod
     def from_dict(raw: dict) -> FeatureSchema:
@@ -167,7 +169,9 @@ def load_schema(path: Path) -> FeatureSchema:
 
 def parse_schema(raw: Any, where: str) -> FeatureSchema:
     """The schema a YAML document ``raw`` declares; ``where`` names it in errors."""
-    entry = _Entry(raw, where, "the schema", {"label", "dense", "sparse", "eval", "columns"})
+    entry = _Entry(
+        raw, where, "the schema", {"label", "dense", "sparse", "eval", "columns", "group"}
+    )
     label = _label(entry.child("label", {"column", "positive", "threshold"}, required=True))
     dense = tuple(_dense(e) for e in entry.children("dense"))
     sparse = tuple(_sparse(e) for e in entry.children("sparse"))
@@ -183,6 +187,7 @@ def parse_schema(raw: Any, where: str) -> FeatureSchema:
         sparse,
         EvalSplit() if split is None else _eval(split),
         None if header is None else tuple(str(c) for c in header),
+        _group(entry),
     )
     if not sparse:
         raise SchemaError(f"{where}: declare at least one sparse (categorical) column")
@@ -326,6 +331,11 @@ def _check_shared_tables(sparse: tuple[SparseFeature, ...], where: str) -> None:
                 f"{feature.table_name!r} but differ in min_count or hash_buckets; give them the "
                 "same"
             )
+
+
+def _group(entry: _Entry) -> str | None:
+    group = entry.get("group", (str, int))
+    return None if group is None else str(group)
 
 
 def _eval(entry: _Entry) -> EvalSplit:

@@ -111,6 +111,9 @@ class TabularClicks:
             dense=torch.from_numpy(np.array(arrays.dense[rows])),
             sparse=SparseFeatures(tuple(values), tuple(offsets)),
             labels=torch.from_numpy(arrays.labels[rows].astype(np.float32)),
+            groups=None
+            if arrays.groups is None
+            else torch.from_numpy(np.array(arrays.groups[rows])),
         )
 
     def _feature(

@@ -44,6 +44,7 @@ class EncodedRows:
     dense: np.ndarray
     values: list[np.ndarray]
     lengths: list[np.ndarray | None]
+    groups: np.ndarray | None = None
 
     def rows(self, keep: np.ndarray) -> EncodedRows:
         """Only the rows where the boolean ``keep`` is true."""
@@ -55,7 +56,8 @@ class EncodedRows:
             else:
                 values.append(flat[np.repeat(keep, counts)])
                 lengths.append(counts[keep])
-        return EncodedRows(self.labels[keep], self.dense[keep], values, lengths)
+        groups = None if self.groups is None else self.groups[keep]
+        return EncodedRows(self.labels[keep], self.dense[keep], values, lengths, groups)
 
 
 class Statistics:
@@ -162,7 +164,9 @@ class Encoder:
                 rows = np.where(missing, MISSING_ROW, rows)
             values.append(rows.astype(np.int32))
             lengths.append(counts)
-        return EncodedRows(labels, dense.astype(np.float32), values, lengths)
+        group = self.schema.group
+        groups = None if group is None else group_ids(batch.column(group), where, group)
+        return EncodedRows(labels, dense.astype(np.float32), values, lengths, groups)
 
 
 def categorical(
@@ -271,6 +275,21 @@ def _text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def group_ids(column: pa.Array, where: str, name: str) -> np.ndarray:
+    """Each row's group: the first 8 bytes of the BLAKE2b digest of its value as text
+    (int64); the rows missing a value are one group."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded = pc.dictionary_encode(_as_text(column, where, name))
+    digests = [
+        int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little", signed=True)
+        for v in encoded.dictionary.to_pylist()
+    ]
+    table = np.array(digests + [0], dtype=np.int64)
+    index = encoded.indices.fill_null(len(digests)).to_numpy(zero_copy_only=False)
+    return table[index]
 
 
 def _hashed(flat: pa.Array, buckets: int) -> np.ndarray:

@@ -10,6 +10,8 @@ A directory ``OUT`` holds::
       sparse_K.offsets.i64         int64 [rows + 1], multi-valued features only: row i's values
                                    are sparse_K.i32[offsets[i]:offsets[i + 1]]; a single-valued
                                    feature has exactly one value a row and no offsets file
+      group.i64                    int64 [rows], with a schema ``group``: each row's group (the
+                                   first 8 bytes of the BLAKE2b digest of its value as text)
     vocab/sparse_K.parquet         vocabulary features: column ``value``; entry i is table row 2 + i
 
 Table rows: 0 the missing value, 1 out of vocabulary (vocabularies), ``1 .. N - 1`` hashed values.
@@ -33,9 +35,9 @@ FORMAT = "dct-tabular"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS = ("train", "eval")
-LABELS, DENSE = "labels.u8", "dense.f32"
+LABELS, DENSE, GROUPS = "labels.u8", "dense.f32", "group.i64"
 LABEL_DTYPE, DENSE_DTYPE = np.dtype("u1"), np.dtype("<f4")
-VALUES_DTYPE, OFFSETS_DTYPE = np.dtype("<i4"), np.dtype("<i8")
+VALUES_DTYPE, OFFSETS_DTYPE, GROUP_DTYPE = np.dtype("<i4"), np.dtype("<i8"), np.dtype("<i8")
 MISSING_ROW, UNSEEN_ROW = 0, 1
 
 
@@ -95,6 +97,7 @@ class TabularManifest:
     tables: list[TableInfo]
     sources: dict[str, list[SourceFile]]
     unseen_eval_values: dict[str, int] = field(default_factory=dict)
+    group_column: str | None = None
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -172,6 +175,8 @@ def _expected_sizes(manifest: TabularManifest, info: SplitInfo) -> dict[str, int
         LABELS: info.rows * LABEL_DTYPE.itemsize,
         DENSE: info.rows * len(manifest.dense) * DENSE_DTYPE.itemsize,
     }
+    if manifest.group_column is not None:
+        sizes[GROUPS] = info.rows * GROUP_DTYPE.itemsize
     for k, (table, count) in enumerate(zip(manifest.tables, info.values)):
         sizes[values_file(k)] = count * VALUES_DTYPE.itemsize
         if table.multi_valued:
@@ -182,12 +187,13 @@ def _expected_sizes(manifest: TabularManifest, info: SplitInfo) -> dict[str, int
 @dataclass(frozen=True)
 class SplitArrays:
     """One split's arrays, memory-mapped read-only; ``offsets[k]`` is ``None`` for a
-    single-valued feature."""
+    single-valued feature, ``groups`` without a schema ``group``."""
 
     labels: np.ndarray
     dense: np.ndarray
     values: list[np.ndarray]
     offsets: list[np.ndarray | None]
+    groups: np.ndarray | None = None
 
 
 def open_split(directory: Path, manifest: TabularManifest, split: str) -> SplitArrays:
@@ -210,4 +216,5 @@ def open_split(directory: Path, manifest: TabularManifest, split: str) -> SplitA
         dense=mapped(DENSE, DENSE_DTYPE, (info.rows, len(manifest.dense))),
         values=values,
         offsets=offsets,
+        groups=None if manifest.group_column is None else mapped(GROUPS, GROUP_DTYPE, (info.rows,)),
     )

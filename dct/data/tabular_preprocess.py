@@ -174,6 +174,7 @@ def _encode(
             split: [SourceFile(str(p), f.size, f.sha256) for p, f in zip(named, files)]
             for (split, files), named in zip(progress.sources.items(), (sources, eval_sources))
         },
+        group_column=features.group,
         unseen_eval_values={
             f.column: n
             for f, n, v in zip(features.sparse, progress.unseen, vocabularies)

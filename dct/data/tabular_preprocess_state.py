@@ -36,6 +36,8 @@ from dct.data.tabular_encode import EncodedRows
 from dct.data.tabular_format import (
     DENSE,
     DENSE_DTYPE,
+    GROUP_DTYPE,
+    GROUPS,
     LABEL_DTYPE,
     LABELS,
     OFFSETS_DTYPE,
@@ -149,6 +151,8 @@ class SplitWriter:
             LABELS: self.rows * LABEL_DTYPE.itemsize,
             DENSE: self.rows * len(schema.dense) * DENSE_DTYPE.itemsize,
         }
+        if schema.group is not None:
+            sizes[GROUPS] = self.rows * GROUP_DTYPE.itemsize
         for k, feature in enumerate(schema.sparse):
             sizes[values_file(k)] = self.counts[k] * VALUES_DTYPE.itemsize
             if feature.multi_valued:
@@ -170,6 +174,8 @@ class SplitWriter:
     def write(self, rows: EncodedRows) -> None:
         self.files[LABELS].write(rows.labels.astype(LABEL_DTYPE).tobytes())
         self.files[DENSE].write(rows.dense.astype(DENSE_DTYPE).tobytes())
+        if rows.groups is not None:
+            self.files[GROUPS].write(rows.groups.astype(GROUP_DTYPE).tobytes())
         for k, (values, lengths) in enumerate(zip(rows.values, rows.lengths)):
             self.files[values_file(k)].write(values.astype(VALUES_DTYPE).tobytes())
             if lengths is not None:

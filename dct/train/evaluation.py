@@ -29,7 +29,8 @@ class EvalResult:
     """Metrics of one evaluation. ``ne``: normalized entropy, the log-loss divided by the
     entropy of the rows' click rate (below 1: better than always predicting that rate; the
     metric of Meta's recommender papers). ``calibration``: predicted clicks over actual clicks
-    (1: as many predicted as happened). Both ``None`` in records written before they existed."""
+    (1: as many predicted as happened). ``gauc``: grouped AUC, where the data declares a group
+    column (``grouped_auc``). ``None`` in records written before they existed."""
 
     auc: float
     logloss: float
@@ -38,10 +39,11 @@ class EvalResult:
     num_samples: int
     ne: float | None = None
     calibration: float | None = None
+    gauc: float | None = None
 
     def scalars(self) -> dict[str, float]:
         out = {"eval/auc": self.auc, "eval/logloss": self.logloss, "eval/accuracy": self.accuracy}
-        for name in ("bayes_auc", "ne", "calibration"):
+        for name in ("bayes_auc", "ne", "calibration", "gauc"):
             if getattr(self, name) is not None:
                 out[f"eval/{name}"] = getattr(self, name)
         return out
@@ -70,7 +72,7 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    columns = []
+    columns, groups = [], []
     for index in range(num_eval_batches(eval_size, reader.batch_size)):
         batch = reader.read(split, index)
         labels = batch.local.labels
@@ -82,20 +84,33 @@ def evaluate(
         columns.append(
             torch.stack([c.float() for c in known + ([] if truth is None else [truth])], 1)
         )
+        if batch.local.groups is not None:
+            groups.append(batch.local.groups)
     model.train(was_training)
-    gathered = all_gather_cat(torch.cat(columns), model.topology.world_group, meter)
+    world = model.topology.world_group
+    gathered = all_gather_cat(torch.cat(columns), world, meter)
     table = gathered.cpu().double().numpy()
-    table = table[table[:, 0] == 1.0, 1:]
+    counted = table[:, 0] == 1.0
+    table = table[counted, 1:]
     prob, label = table[:, 0], table[:, 1]
     if not np.isfinite(prob).all():
         raise Diverged("the model predicts NaN or infinite click probabilities in evaluation")
     truth = table[:, 2] if table.shape[1] > 2 else None
-    return scores(prob, label, truth)
+    group = None
+    if groups:  # int64 ids, gathered apart from the float columns that would round them
+        group = all_gather_cat(torch.cat(groups), world, meter).cpu().numpy()[counted]
+    return scores(prob, label, truth, group)
 
 
-def scores(prob: np.ndarray, label: np.ndarray, truth: np.ndarray | None = None) -> EvalResult:
+def scores(
+    prob: np.ndarray,
+    label: np.ndarray,
+    truth: np.ndarray | None = None,
+    group: np.ndarray | None = None,
+) -> EvalResult:
     """Every metric of predictions ``prob`` for 0/1 ``label`` (float64), the truth's AUC where
-    the true click probabilities are known; ``DataError`` for rows of one class."""
+    the true click probabilities are known, the grouped AUC where each row's ``group`` is;
+    ``DataError`` for rows of one class."""
     area = auc(label, prob)  # first: it refuses rows of one class, whose entropy is 0
     logloss = float(log_loss(label, prob, labels=[0.0, 1.0]))
     rate = float(label.mean())
@@ -107,7 +122,33 @@ def scores(prob: np.ndarray, label: np.ndarray, truth: np.ndarray | None = None)
         num_samples=len(label),
         ne=logloss / -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate)),
         calibration=float(prob.sum() / label.sum()),
+        gauc=None if group is None else grouped_auc(group, label, prob),
     )
+
+
+def grouped_auc(group: np.ndarray, label: np.ndarray, score: np.ndarray) -> float | None:
+    """GAUC: each group's AUC, averaged weighted by its rows, over the groups holding both
+    classes (``None`` if none does). A group's AUC comes from the ranks of its scores (ties
+    sharing their mean rank), as the Mann-Whitney statistic: one sort for all groups."""
+    order = np.lexsort((score, group))
+    g, y, s = group[order], label[order], score[order]
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    starts = np.flatnonzero(new_group)
+    sizes = np.diff(np.r_[starts, len(g)])
+    within = np.arange(len(g)) - np.repeat(starts, sizes)  # 0-based place in its group
+    runs = np.flatnonzero(new_group | np.r_[True, s[1:] != s[:-1]])  # tied scores: one run
+    run_sizes = np.diff(np.r_[runs, len(g)])
+    rank = np.repeat(within[runs] + 1 + (run_sizes - 1) / 2, run_sizes)
+    index = np.repeat(np.arange(len(starts)), sizes)
+    positives = np.bincount(index, weights=y, minlength=len(starts))
+    negatives = sizes - positives
+    rank_sum = np.bincount(index, weights=rank * y, minlength=len(starts))
+    both = (positives > 0) & (negatives > 0)
+    if not both.any():
+        return None
+    p, n = positives[both], negatives[both]
+    areas = (rank_sum[both] - p * (p + 1) / 2) / (p * n)
+    return float(np.average(areas, weights=sizes[both]))
 
 
 def auc(label: np.ndarray, score: np.ndarray) -> float:

@@ -20,6 +20,7 @@ def summary_metrics(result: TrainResult, cfg: RunConfig, topology: Topology) -> 
         "accuracy": ev.accuracy,
         "ne": ev.ne,
         "calibration": ev.calibration,
+        "gauc": ev.gauc,
         "bayes_auc": ev.bayes_auc,
         "eval_samples": ev.num_samples,
         "final_train_loss": result.losses[-1],

@@ -6,13 +6,15 @@ with the rows that follow and leaves the padding out of every metric. The refere
 run's own final model, exported from its last checkpoint (``dct.export``) into one
 ``models.dlrm.DLRM``, predicting exactly the split's rows in one process, scored by
 scikit-learn's ``roc_auc_score`` and ``log_loss`` (normalized entropy and calibration from
-them and the labels, here). The runs are ``train.epochs=1`` over 150
-training rows, so the loop is also held to the step count epochs make, ``ceil(150 / 32) = 5``.
+them and the labels, here; grouped AUC group by group, the rows in 7 groups). The runs are
+``train.epochs=1`` over the 135 of 150 training rows the validation split leaves, so the loop
+is also held to the step count epochs make, ``ceil(135 / 32) = 5``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +26,14 @@ from sklearn.metrics import log_loss, roc_auc_score
 from dct.config import ParallelConfig, RunConfig, TabularDataConfig, validate
 from dct.data.sources import with_data_shape
 from dct.data.tabular import TabularClicks
+from dct.data.tabular_format import GROUPS, MANIFEST
 from dct.export import export
 from dct.parallel.topology import Topology, grid_shape
 from dct.train.loop import train
 from models.dlrm import DLRM
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_golden import small_config
+from tests.unit.test_eval_metrics import sklearn_gauc
 from tests.unit.test_tabular_reader import make_tabular
 
 TRAIN_ROWS, BATCH, STEPS = 150, 32, 5
@@ -77,6 +81,7 @@ def reference_scores(cfg: RunConfig, checkpoint: Path, model_file: Path) -> dict
         prob = torch.sigmoid(model.eval()(batch)).double().numpy()
     label = batch.labels.double().numpy()
     assert 0 < label.sum() < len(label), "both classes are needed for an AUC"
+    group = batch.groups.numpy()
     logloss, rate = log_loss(label, prob, labels=[0.0, 1.0]), label.mean()
     return {
         "auc": roc_auc_score(label, prob),
@@ -84,7 +89,20 @@ def reference_scores(cfg: RunConfig, checkpoint: Path, model_file: Path) -> dict
         "accuracy": float(((prob >= 0.5) == (label >= 0.5)).mean()),
         "ne": logloss / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)),
         "calibration": prob.sum() / label.sum(),
+        "gauc": sklearn_gauc(group, label, prob),
     }
+
+
+def with_groups(path: Path, seed: int = 0) -> None:
+    """Each row of both splits in one of 7 groups with ids as large as hashes, as a schema's
+    ``group`` column would make them (``dct.data.tabular_format``)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(-(2**62), 2**62, 7)
+    manifest = json.loads((path / MANIFEST).read_text())
+    for split, info in manifest["splits"].items():
+        ids[rng.integers(0, 7, info["rows"])].astype("<i8").tofile(path / split / GROUPS)
+    manifest["group_column"] = "user"
+    (path / MANIFEST).write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize(
@@ -96,6 +114,7 @@ def test_every_eval_row_is_scored_once(mode, eval_rows, tmp_path):
     """Embedding mode: 2 MP ranks, each 16 rows of a batch (with 5 rows, rank 1's are all
     padding); pipeline mode: 2 stages, the last one predicting all 32 rows."""
     make_tabular(tmp_path / "data", TRAIN_ROWS, eval_rows)
+    with_groups(tmp_path / "data")
     cfg = eval_config(tmp_path / "data", mode)
     assert (cfg.data.eval_size, cfg.train.steps) == (eval_rows, STEPS)
     ranks = run_ranks(2, train_rank, cfg, tmp_path / "run", tmp_dir=tmp_path)
@@ -111,3 +130,4 @@ def test_every_eval_row_is_scored_once(mode, eval_rows, tmp_path):
         assert result.accuracy == expected["accuracy"]
         assert result.ne == pytest.approx(expected["ne"], rel=1e-5)
         assert result.calibration == pytest.approx(expected["calibration"], rel=1e-5)
+        assert result.gauc == pytest.approx(expected["gauc"], abs=1e-6)
