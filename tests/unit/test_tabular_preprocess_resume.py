@@ -22,7 +22,7 @@ BATCH_ROWS = 3  # 8 + 8 rows: 3 batches a file, the last short
 @pytest.fixture
 def inputs(tmp_path: Path) -> tuple[Path, list[Path]]:
     schema = tmp_path / "schema.yaml"
-    schema.write_text(SCHEMA)
+    schema.write_text(SCHEMA + "group: city\n")  # the group file resumes with the others
     reversed_rows = {column: values[::-1] for column, values in ROWS.items()}
     first = write_parquet(tmp_path / "a.parquet", ROWS)
     return schema, [first, write_csv(tmp_path / "b.csv", reversed_rows)]
