@@ -11,7 +11,7 @@ from dct.checkpoint.random_state import RandomState
 from dct.comm.dct_mp import TopKRows
 from dct.comm.meter import ByteMeter
 from dct.parallel.hybrid import HybridDLRM
-from dct.parallel.pipeline_model import PipelineDLRM
+from dct.parallel.parallel_model import ParallelModel
 from dct.parallel.sharding import Shard
 from dct.parallel.topology import Topology
 from dct.train.density_report import DensityBand
@@ -19,7 +19,7 @@ from dct.train.progress import TrainProgress
 
 
 def rank_states(
-    model: HybridDLRM | PipelineDLRM,
+    model: ParallelModel,
     topology: Topology,
     shards: list[Shard],
     meter: ByteMeter,

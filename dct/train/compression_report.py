@@ -8,8 +8,7 @@ from typing import Mapping
 from dct.comm.codec import CodecPair
 from dct.comm.dct_dp import DCTDPState
 from dct.comm.dct_mp import KeptCounter, TopKRows
-from dct.parallel.hybrid import HybridDLRM
-from dct.parallel.pipeline_model import PipelineDLRM
+from dct.parallel.parallel_model import ParallelModel
 
 DPStats = dict[str, dict[str, float]]
 # The DCT-DP hooks a model may have: table replicas and dense tower (embedding mode), or a
@@ -25,11 +24,11 @@ class Snapshot:
     mp: tuple[int, int] | None
 
 
-def snapshot(model: HybridDLRM | PipelineDLRM) -> Snapshot:
+def snapshot(model: ParallelModel) -> Snapshot:
     return Snapshot(_dp_stats(model.dp_states), _mp_counts(model.codecs))
 
 
-def interval_scalars(model: HybridDLRM | PipelineDLRM, before: Snapshot) -> dict[str, float]:
+def interval_scalars(model: ParallelModel, before: Snapshot) -> dict[str, float]:
     """Scalars for the interval since ``before``; none for a compressor that is off."""
     return {
         **_dp_interval_scalars(model.dp_states, before.dp),
@@ -37,7 +36,7 @@ def interval_scalars(model: HybridDLRM | PipelineDLRM, before: Snapshot) -> dict
     }
 
 
-def summary(model: HybridDLRM | PipelineDLRM) -> dict[str, object]:
+def summary(model: ParallelModel) -> dict[str, object]:
     """This rank's totals; ``None`` values for a compressor that is off."""
     return {
         **_dp_summary(model.dp_states),

@@ -28,9 +28,8 @@ from typing import Any
 import torch
 
 from dct.checkpoint.dcp_io import RowBlocks
-from dct.parallel.hybrid import HybridDLRM
 from dct.parallel.model_state import load_in_place
-from dct.parallel.pipeline_model import PipelineDLRM
+from dct.parallel.parallel_model import ParallelModel
 
 
 def _copy(state: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +49,7 @@ class EarlyStopping:
     """The lowest validation log-loss so far, the step that reached it, and that step's weights
     (``weights``: this rank's part, in ``model.state_dict()``'s form)."""
 
-    def __init__(self, model: HybridDLRM | PipelineDLRM, patience: int) -> None:
+    def __init__(self, model: ParallelModel, patience: int) -> None:
         self.model, self.patience = model, patience
         self.best_loss, self.best_step, self.since_best = math.inf, 0, 0
         self.weights = _copy(model.state_dict())

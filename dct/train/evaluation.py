@@ -19,8 +19,7 @@ from dct.comm.collectives import all_gather_cat
 from dct.comm.meter import ByteMeter
 from dct.data.criteo_format import DataError
 from dct.data.rank_batches import RankReader
-from dct.parallel.hybrid import HybridDLRM
-from dct.parallel.pipeline_model import PipelineDLRM
+from dct.parallel.parallel_model import ParallelModel
 from dct.runtime.faults import Diverged
 
 
@@ -56,7 +55,7 @@ def num_eval_batches(eval_size: int, batch_size: int) -> int:
 
 @torch.no_grad()
 def evaluate(
-    model: HybridDLRM | PipelineDLRM,
+    model: ParallelModel,
     reader: RankReader,
     eval_size: int,
     meter: ByteMeter,

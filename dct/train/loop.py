@@ -24,6 +24,7 @@ from dct.data.sources import feature_layout, open_source, validation_rows
 from dct.embedding.fused import fbgemm_available
 from dct.embedding.table_optimizers import bytes_per_row
 from dct.parallel.hybrid import HybridDLRM, embedding_codecs, mp_codecs
+from dct.parallel.parallel_model import ParallelModel
 from dct.parallel.pipeline_model import PipelineDLRM
 from dct.parallel.sharding import ShardingPlan, plan_sharding
 from dct.parallel.topology import Topology
@@ -48,7 +49,7 @@ class TrainResult:
     """What a run produced. ``losses``: the global-batch mean loss of every step. ``step_times``:
     each training step's wall time on this rank, reading its batch excluded (``read_times``)."""
 
-    model: HybridDLRM | PipelineDLRM
+    model: ParallelModel
     losses: list[float]
     evaluation: EvalResult
     step_times: list[float]
@@ -63,7 +64,7 @@ class TrainResult:
 
 def build_model(
     cfg: RunConfig, topology: Topology, meter: ByteMeter, device: torch.device
-) -> HybridDLRM | PipelineDLRM:
+) -> ParallelModel:
     model_cfg = cfg.model
     layout = feature_layout(cfg.data)
     if cfg.parallel.mp_mode == "pipeline":
@@ -179,9 +180,7 @@ def _traffic_scalars(
     return scalars
 
 
-def _train_step(
-    model: HybridDLRM | PipelineDLRM, optimizers: Optimizers, batch: RankBatch
-) -> torch.Tensor:
+def _train_step(model: ParallelModel, optimizers: Optimizers, batch: RankBatch) -> torch.Tensor:
     """One optimizer step; returns this rank's summed (not averaged) loss, detached."""
     optimizers.zero_grad()
     loss_sum = model.train_step(batch)
@@ -190,7 +189,7 @@ def _train_step(
 
 
 def _reader(
-    cfg: RunConfig, topology: Topology, model: HybridDLRM | PipelineDLRM, device: torch.device
+    cfg: RunConfig, topology: Topology, model: ParallelModel, device: torch.device
 ) -> RankReader:
     """Embedding mode: each rank its slice, its tables' ids for its MP group. Pipeline mode:
     every stage of a replica reads the replica's whole slice."""
