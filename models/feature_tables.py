@@ -73,14 +73,6 @@ class FeatureTables:
         return len(self.feature_tables)
 
     @property
-    def num_tables(self) -> int:
-        return len(self.table_sizes)
-
-    @property
-    def any_mean(self) -> bool:
-        return any(self.mean)
-
-    @property
     def feature_rows(self) -> list[int]:
         """Each feature's table's rows: what its ids must lie below."""
         return [self.table_sizes[t] for t in self.feature_tables]

@@ -23,7 +23,7 @@ from typing import Any
 
 from dct.checkpoint.store import CheckpointError
 from dct.config import RunConfig, resolve_steps
-from dct.data.sources import feature_layout
+from dct.data.sources import feature_layout, validation_rows
 from dct.parallel.sharding import ShardingPlan
 from dct.parallel.topology import Topology
 from models.feature_tables import FeatureTables
@@ -36,7 +36,8 @@ META = "meta"
 def fingerprint(cfg: RunConfig) -> dict[str, Any]:
     """The settings a checkpoint's tensors must match, by their config names; which table each
     feature looks up and how it pools only where that is not a table per feature, summed
-    (``model_features`` reads it back)."""
+    (``model_features`` reads it back), and the validation split's rows only where there is
+    one."""
     shape = {
         "data.num_dense": cfg.data.num_dense,
         "data.cardinalities": list(cfg.data.cardinalities),
@@ -50,6 +51,9 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
     if not layout.is_default():
         shape["data.feature_tables"] = list(layout.feature_tables)
         shape["data.pooling"] = layout.pooling()
+    # Another validation split trains other rows and keeps (or lacks) early stopping's copy.
+    if validation_rows(cfg.data):
+        shape["data.valid_size"] = validation_rows(cfg.data)
     return shape
 
 

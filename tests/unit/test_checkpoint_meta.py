@@ -10,6 +10,7 @@ import pytest
 from dct.checkpoint.meta import FORMAT, check_meta, fingerprint
 from dct.checkpoint.store import CheckpointError
 from dct.config import RunConfig
+from dct.data.sources import ShapedTabularConfig
 
 SOURCE = Path("run/checkpoints/step_00000004/.metadata")
 
@@ -76,3 +77,35 @@ def test_data_preprocessed_with_another_schema_is_refused(monkeypatch):
         check_meta(meta, RunConfig(), SOURCE)
     meta["data"]["schema_fingerprint"] = "b" * 64
     check_meta(meta, RunConfig(), SOURCE)
+
+
+def tabular(**shape) -> RunConfig:
+    """A run on a preprocessed directory of 3 features, shaped as ``with_data_shape`` shapes it."""
+    shape = {"num_dense": 2, "cardinalities": [5, 6, 7], **shape}
+    data = ShapedTabularConfig(path="/data/mine", **shape)
+    return RunConfig(data=data)
+
+
+@pytest.mark.parametrize(
+    "saved, here, message",
+    [
+        (tabular(valid_size=30), tabular(), "data.valid_size=30 there, None here"),
+        (tabular(), tabular(valid_size=30), "data.valid_size=None there, 30 here"),
+        (
+            tabular(cardinalities=[5, 6], feature_tables=[0, 1, 0]),
+            tabular(),
+            "data.feature_tables=[0, 1, 0] there, None here",
+        ),
+        (
+            tabular(pooling=["sum", "mean", "sum"]),
+            tabular(pooling=["sum", "sum", "sum"]),
+            "data.pooling=['sum', 'mean', 'sum'] there, None here",
+        ),
+    ],
+)
+def test_another_validation_split_or_feature_layout_is_refused(saved, here, message):
+    """Recorded only where not the default, compared whichever side records them."""
+    with pytest.raises(CheckpointError, match="was written for another model") as error:
+        check_meta(meta_of(saved), here, SOURCE)
+    assert message in str(error.value)
+    check_meta(meta_of(saved), saved, SOURCE)
