@@ -29,7 +29,7 @@ from torch import nn
 
 from dct.data.zipf import ZipfLaw
 from dct.embedding.table_optimizers import TableOptimizer
-from models.dlrm import build_table
+from models.sparse_arch import build_table
 
 LR, EPS = 0.05, 1e-8
 Batch = list[torch.Tensor]

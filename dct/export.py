@@ -1,14 +1,16 @@
-"""Export a checkpoint as one ``models.dlrm.DLRM`` state dict, for serving and evaluation.
+"""Export a checkpoint as one single-process model's state dict, for serving and evaluation.
 
 ``python -m dct.export CHECKPOINT OUT`` (or ``dct-export``) reads the checkpoint on one process,
 whatever grid wrote it: every table's row blocks are assembled by DCP, and ``OUT`` is a plain
 ``torch.save``'d state dict of tensors, loadable with ``torch.load(OUT, weights_only=True)``
-into the ``DLRM`` whose shape the log line prints. Optimizer and DCT state are left out.
+into the model ``models.zoo`` builds from the settings the log line prints
+(``dct.checkpoint.meta.model_config`` reads them from the checkpoint). Optimizer and DCT state
+are left out.
 
 Example::
 
     python -m dct.export outputs/run/checkpoints/step_00000400 model.pt
-    model = DLRM(13, [64, 16], sizes, [64, 32], seed=0)
+    model = DLRM(13, [64, 16], sizes, [64, 32], seed=0)  # or models.zoo.recommender(...)
     model.load_state_dict(torch.load("model.pt", weights_only=True))
 """
 
@@ -56,7 +58,7 @@ def export(checkpoint: Path, out: Path) -> dict[str, object]:
 
 
 def load_model_state(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``checkpoint``'s model as one ``models.dlrm.DLRM`` state dict, whatever grid wrote it,
+    """``checkpoint``'s model as one single-process state dict, whatever grid wrote it,
     and its ``meta``; ``CheckpointError`` for an incomplete, foreign or damaged checkpoint."""
     import torch
     from torch.distributed.checkpoint.api import CheckpointException
@@ -131,15 +133,22 @@ def main(argv: list[str] | None = None) -> None:
         log.error("export error: %s", error)
         sys.exit(2)
     shape = meta["fingerprint"]
+    extra = "".join(
+        f", {key[len('model.') :]}={shape[key]}"
+        for key in ("model.cross_layers", "model.cross_rank")
+        if key in shape
+    )
     log.info(
-        "wrote %s: models.dlrm.DLRM(num_dense=%d, bottom_mlp=%s, table_sizes=<%d tables, %d "
-        "rows>, top_mlp=%s) at step %d",
+        "wrote %s: %s(num_dense=%d, bottom_mlp=%s, table_sizes=<%d tables, %d rows>, "
+        "top_mlp=%s%s) at step %d",
         args.out,
+        shape.get("model.name", "dlrm"),
         shape["data.num_dense"],
         shape["model.bottom_mlp"],
         len(shape["data.cardinalities"]),
         sum(shape["data.cardinalities"]),
         shape["model.top_mlp"],
+        extra,
         meta["step"],
     )
 

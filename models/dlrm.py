@@ -1,118 +1,23 @@
-"""DLRM (Naumov et al., 2019) as plain single-process PyTorch.
+"""DLRM (Naumov et al., 2019): bottom MLP, pairwise dot interaction, top MLP.
 
-The model is split the way hybrid parallelism needs it: ``SparseArch`` (one
-``dct.embedding.table.SparseTable`` per categorical feature, whose gradient is the rows a batch
-touched, for ``dct.embedding.table_optimizers.TableOptimizer``) and ``DenseTower`` (bottom MLP,
-pairwise dot interaction, top MLP). Sharding the tables and wrapping the tower for data
-parallelism happens outside, in ``dct.parallel``; this file knows nothing of processes.
-
-Initialisation depends only on ``seed`` (and, for a table, its index), never on how the model is
-split across processes, so a table built alone on one rank equals the same table built here.
+The dense features go through the bottom MLP to one vector as wide as an embedding; that vector
+and every feature's pooled embedding form all pairwise dot products, which the top MLP (with
+the bottom output) turns into a logit. ``DenseTower`` is that dense part; ``DLRM`` adds the
+tables (``models.sparse_arch``). Where it may be cut: after any bottom or top MLP layer but the
+last (``bottom_mlp.<i>``, ``top_mlp.<j>``, 0-based).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dct.data.batch import Batch, SparseFeatures
-from dct.embedding.table import SparseTable
-from models.feature_tables import FeatureTables, mean_scale
-
-DENSE_STREAM = 1 << 20
-
-
-# A table's rows are drawn in chunks this long, each from its own generator.
-INIT_CHUNK_ROWS = 1 << 16
-
-
-def _generator(seed: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
-
-
-def _chunk_generator(seed: int, table_index: int, chunk: int) -> torch.Generator:
-    state = np.random.SeedSequence([seed, table_index, chunk]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
-
-
-def build_table(
-    num_embeddings: int, dim: int, seed: int, table_index: int, rows: range | None = None
-) -> SparseTable:
-    """Rows ``rows`` (default: all) of table ``table_index`` of a model seeded ``seed``:
-    ``init_table_rows``, sum pooling."""
-    rows = range(num_embeddings) if rows is None else rows
-    table = SparseTable(len(rows), dim)
-    init_table_rows(table.weight, num_embeddings, seed, table_index, rows.start)
-    return table
-
-
-@torch.no_grad()
-def init_table_rows(
-    out: Tensor, num_embeddings: int, seed: int, table_index: int, first_row: int = 0
-) -> None:
-    """Fill ``out`` (``[n, dim]``) with rows ``first_row : first_row + n`` of table
-    ``table_index``: uniform(+-1/sqrt(num_embeddings)).
-
-    Chunks of ``INIT_CHUNK_ROWS`` rows are drawn from generators keyed by (seed, table, chunk),
-    so a block of rows built alone equals the same rows of the whole table (row-wise sharding),
-    at a transient cost of at most one chunk, whatever ``out`` is (a ``SparseTable``'s weight or
-    a view into FBGEMM's storage).
-    """
-    stop, dim = first_row + out.shape[0], out.shape[1]
-    bound = 1.0 / math.sqrt(num_embeddings)
-    for chunk in range(first_row // INIT_CHUNK_ROWS, -(-stop // INIT_CHUNK_ROWS)):
-        low = chunk * INIT_CHUNK_ROWS
-        high = min(low + INIT_CHUNK_ROWS, num_embeddings)
-        start, end = max(low, first_row), min(high, stop)
-        generator = _chunk_generator(seed, table_index, chunk)
-        target = out[start - first_row : end - first_row]
-        if (start, end) == (low, high) and target.is_contiguous() and target.device.type == "cpu":
-            target.uniform_(-bound, bound, generator=generator)
-        else:
-            drawn = torch.empty(high - low, dim).uniform_(-bound, bound, generator=generator)
-            target.copy_(drawn[start - low : end - low])
-
-
-def _mlp(widths: Sequence[int], generator: torch.Generator, last_relu: bool) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
-        linear = nn.Linear(fan_in, fan_out)
-        with torch.no_grad():
-            linear.weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
-            linear.bias.normal_(0.0, math.sqrt(1.0 / fan_out), generator=generator)
-        layers.append(linear)
-        if last_relu or i < len(widths) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
-class SparseArch(nn.Module):
-    """Pooled embeddings ``[n, num_features, dim]`` of every feature's id bags, each looked up
-    in its table and summed or averaged as ``features`` says (``models.feature_tables``)."""
-
-    def __init__(self, features: FeatureTables, dim: int, seed: int) -> None:
-        super().__init__()
-        self.features = features
-        self.tables = nn.ModuleList(
-            build_table(rows, dim, seed, i) for i, rows in enumerate(features.table_sizes)
-        )
-
-    def forward(self, sparse: SparseFeatures) -> Tensor:
-        pooled = torch.stack(
-            [
-                self.tables[table](values, offsets)
-                for table, values, offsets in zip(
-                    self.features.feature_tables, sparse.values, sparse.offsets
-                )
-            ],
-            dim=1,
-        )
-        scale = mean_scale(sparse.offsets, self.features.mean)
-        return pooled if scale is None else pooled * scale
+from models.feature_tables import FeatureTables
+from models.mlp import dense_generator, linear_blocks, mlp
+from models.recommender import DenseArch, Layer, Recommender
+from models.sparse_arch import SparseArch
 
 
 class DotInteraction(nn.Module):
@@ -126,8 +31,17 @@ class DotInteraction(nn.Module):
         return torch.cat([dense, dots[:, rows, cols]], dim=1)
 
 
-class DenseTower(nn.Module):
-    """Everything but the tables: bottom MLP, interaction, top MLP down to one logit."""
+def mlp_layers(name: str, blocks: nn.Sequential, last_cut: bool = True) -> list[Layer]:
+    """``blocks``' linear layers as steps cut as ``name.<i>`` (the last too if ``last_cut``)."""
+    steps = linear_blocks(blocks)
+    return [
+        Layer(step, step[0].out_features, f"{name}.{i}" if last_cut or i < len(steps) - 1 else None)
+        for i, step in enumerate(steps)
+    ]
+
+
+class DenseTower(DenseArch):
+    """DLRM's dense part: bottom MLP, dot interaction, top MLP down to one logit."""
 
     def __init__(
         self,
@@ -138,20 +52,28 @@ class DenseTower(nn.Module):
         seed: int,
     ) -> None:
         super().__init__()
-        generator = _generator(seed, DENSE_STREAM)
+        generator = dense_generator(seed)
         dim = bottom_mlp[-1]
         interaction_width = dim + (num_features + 1) * num_features // 2
-        self.bottom_mlp = _mlp([num_dense, *bottom_mlp], generator, last_relu=True)
+        self.bottom_mlp = mlp([num_dense, *bottom_mlp], generator, last_relu=True)
         self.interaction = DotInteraction()
-        self.top_mlp = _mlp([interaction_width, *top_mlp, 1], generator, last_relu=False)
+        self.top_mlp = mlp([interaction_width, *top_mlp, 1], generator, last_relu=False)
+        self._interaction_width = interaction_width
 
     def forward(self, dense: Tensor, pooled: Tensor) -> Tensor:
         """Logits ``[n]`` from dense features ``[n, num_dense]`` and pooled embeddings."""
         interacted = self.interaction(self.bottom_mlp(dense), pooled)
         return self.top_mlp(interacted).squeeze(1)
 
+    def layers(self) -> list[Layer]:
+        return [
+            *mlp_layers("bottom_mlp", self.bottom_mlp),
+            Layer(self.interaction, self._interaction_width, reads_embeddings=True),
+            *mlp_layers("top_mlp", self.top_mlp, last_cut=False),
+        ]
 
-class DLRM(nn.Module):
+
+class DLRM(Recommender):
     """Single-process DLRM: ``DLRM(...)(batch)`` returns one click logit per sample. A table
     per feature, bags summed, unless ``features`` says otherwise (then ``table_sizes`` must be
     its ``table_sizes``).
@@ -171,13 +93,11 @@ class DLRM(nn.Module):
         seed: int,
         features: FeatureTables | None = None,
     ) -> None:
-        super().__init__()
         if features is None:
             features = FeatureTables.one_per_feature(table_sizes)
         if list(features.table_sizes) != list(table_sizes):
             raise ValueError(f"table sizes {list(table_sizes)} are not {features.table_sizes}")
-        self.sparse_arch = SparseArch(features, bottom_mlp[-1], seed)
-        self.dense_tower = DenseTower(num_dense, bottom_mlp, features.num_features, top_mlp, seed)
-
-    def forward(self, batch: Batch) -> Tensor:
-        return self.dense_tower(batch.dense, self.sparse_arch(batch.sparse))
+        super().__init__(
+            SparseArch(features, bottom_mlp[-1], seed),
+            DenseTower(num_dense, bottom_mlp, features.num_features, top_mlp, seed),
+        )

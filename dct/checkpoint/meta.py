@@ -2,7 +2,8 @@
 
 A checkpoint is a flat DCP state dict (``dct.checkpoint.dcp_io``):
 
-- ``model/<name>``: every parameter under its name in ``models.dlrm.DLRM``; a table is one
+- ``model/<name>``: every parameter under its name in the single-process model
+  (``models.recommender.Recommender``, the one ``models.zoo`` builds); a table is one
   ``[rows, dim]`` tensor of which each rank holds row blocks (written once, by replica 0);
 - ``optim/dense/<name>/<key>``: the dense optimizer's state per parameter (Adagrad's ``sum``
   and ``step``); ``optim/tables/<t>``: the table optimizer's state, row blocks like the table;
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dct.checkpoint.store import CheckpointError
-from dct.config import RunConfig, resolve_steps
+from dct.config import ModelConfig, RunConfig, resolve_steps
 from dct.data.sources import feature_layout, validation_rows
 from dct.parallel.sharding import ShardingPlan
 from dct.parallel.topology import Topology
@@ -34,10 +35,11 @@ META = "meta"
 
 
 def fingerprint(cfg: RunConfig) -> dict[str, Any]:
-    """The settings a checkpoint's tensors must match, by their config names; which table each
-    feature looks up and how it pools only where that is not a table per feature, summed
+    """The settings a checkpoint's tensors must match, by their config names; the model's name
+    and its own keys only where it is not DLRM (``model_config`` reads them back), which table
+    each feature looks up and how it pools only where that is not a table per feature, summed
     (``model_features`` reads it back), and the validation split's rows only where there is
-    one."""
+    one: a fingerprint written before those existed still matches."""
     shape = {
         "data.num_dense": cfg.data.num_dense,
         "data.cardinalities": list(cfg.data.cardinalities),
@@ -47,6 +49,11 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
         "optim.name": cfg.optim.name,
         "optim.tables": cfg.optim.tables,
     }
+    if cfg.model.name != "dlrm":
+        shape["model.name"] = cfg.model.name
+    if cfg.model.name == "dlrm_dcn":
+        shape["model.cross_layers"] = cfg.model.cross_layers
+        shape["model.cross_rank"] = cfg.model.cross_rank
     layout = feature_layout(cfg.data)
     if not layout.is_default():
         shape["data.feature_tables"] = list(layout.feature_tables)
@@ -55,6 +62,18 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
     if validation_rows(cfg.data):
         shape["data.valid_size"] = validation_rows(cfg.data)
     return shape
+
+
+def model_config(shape: dict[str, Any]) -> ModelConfig:
+    """The model settings of a checkpoint's ``fingerprint`` (``models.zoo`` builds from them)."""
+    return ModelConfig(
+        name=shape.get("model.name", "dlrm"),
+        embedding_dim=shape["model.embedding_dim"],
+        bottom_mlp=list(shape["model.bottom_mlp"]),
+        top_mlp=list(shape["model.top_mlp"]),
+        cross_layers=shape.get("model.cross_layers", ModelConfig().cross_layers),
+        cross_rank=shape.get("model.cross_rank", ModelConfig().cross_rank),
+    )
 
 
 def model_features(shape: dict[str, Any]) -> FeatureTables:

@@ -21,6 +21,7 @@ from dct.config.schema import (
     DP_HOOK_NAMES,
     DP_UPKEEPS,
     LOG_LEVELS,
+    MODELS,
     MP_CODECS,
     SHARDING_MODES,
     TABLE_KERNELS,
@@ -149,9 +150,25 @@ def _check_finite(node: Any, prefix: str = "") -> None:
             require(math.isfinite(value), f"{key}={value} must be a finite number")
 
 
+_DEFAULT_MODEL = {
+    "cross_layers": ModelConfig().cross_layers,
+    "cross_rank": ModelConfig().cross_rank,
+}
+
+
 def _check_model(model: ModelConfig) -> None:
-    require(model.name == "dlrm", f"model.name={model.name!r} is unknown; the only model is 'dlrm'")
+    _one_of("model.name", model.name, MODELS)
     _at_least("model.embedding_dim", model.embedding_dim, 1)
+    _at_least("model.cross_layers", model.cross_layers, 1)
+    _at_least("model.cross_rank", model.cross_rank, 1)
+    cross = {"cross_layers": model.cross_layers, "cross_rank": model.cross_rank}
+    unread = [
+        f"model.{key}={value}" for key, value in cross.items() if value != _DEFAULT_MODEL[key]
+    ]
+    require(
+        model.name == "dlrm_dcn" or not unread,
+        f"{', '.join(unread)} is read by model=dlrm_dcn only, not model.name={model.name!r}",
+    )
     _one_of("model.table_kernel", model.table_kernel, TABLE_KERNELS)
     for key, widths in (("model.bottom_mlp", model.bottom_mlp), ("model.top_mlp", model.top_mlp)):
         require(
@@ -161,7 +178,7 @@ def _check_model(model: ModelConfig) -> None:
     require(
         len(model.bottom_mlp) >= 1 and model.bottom_mlp[-1] == model.embedding_dim,
         f"model.bottom_mlp={list(model.bottom_mlp)} must end at model.embedding_dim="
-        f"{model.embedding_dim}: the interaction takes dot products of equal-width vectors",
+        f"{model.embedding_dim}: its output is one more vector beside the embeddings",
     )
 
 
@@ -231,6 +248,16 @@ def _check_synthetic(data: SyntheticDataConfig) -> None:
     for table, rows in enumerate(data.cardinalities):
         _at_least(f"data.cardinalities[{table}]", rows, 1, " (the rows of a table)")
     _at_least("data.ids_per_feature", data.ids_per_feature, 1)
+    if data.bag_sizes is not None:
+        require(
+            len(data.bag_sizes) == len(data.cardinalities),
+            f"data.bag_sizes={data.bag_sizes} must give one bag size per table: "
+            f"{len(data.cardinalities)} (data.cardinalities), or null for data.ids_per_feature",
+        )
+        for table, size in enumerate(data.bag_sizes):
+            _at_least(f"data.bag_sizes[{table}]", size, 1, " (the ids of a bag)")
+    if data.max_rows is not None:
+        _at_least("data.max_rows", data.max_rows, 1, ", or null to keep data.cardinalities")
     _at_least("data.zipf_exponent", data.zipf_exponent, 0, " (0: uniform ids)")
     _at_least("data.teacher_dim", data.teacher_dim, 1, " (the width of the teacher's id vectors)")
 

@@ -42,6 +42,7 @@ DEFAULT_CARDINALITIES = [
     1428,
 ]
 
+MODELS = ("dlrm", "dlrm_dcn", "deepfm")
 TABLE_OPTIMIZERS = ("sgd", "adagrad", "rowwise_adagrad")
 SHARDING_MODES = ("auto", "table", "row")
 TABLE_KERNELS = ("auto", "torch", "fbgemm")
@@ -79,11 +80,12 @@ def setting(
 
 @dataclass
 class ModelConfig:
-    """DLRM's shape. The interaction takes dot products of the bottom MLP's output and the
-    embeddings, so ``bottom_mlp`` ends at ``embedding_dim``. Where the model is cut into
-    pipeline stages is a parallelism setting, ``parallel.cuts``."""
+    """The model (``models.zoo``) and its shape. Every model's bottom MLP turns the dense
+    features into one more vector beside the embeddings, so ``bottom_mlp`` ends at
+    ``embedding_dim``. Where the model is cut into pipeline stages is a parallelism setting,
+    ``parallel.cuts``."""
 
-    name: str = setting("dlrm", "the model; the only one is dlrm")
+    name: str = setting("dlrm", "the model: dlrm, dlrm_dcn (DLRM-DCNv2) or deepfm")
     embedding_dim: int = setting(16, "width of every embedding vector")
     bottom_mlp: list[int] = setting(
         help="widths of the dense features' MLP; the last equals embedding_dim",
@@ -93,6 +95,8 @@ class ModelConfig:
         help="hidden widths of the MLP after the interaction; a final layer to one logit is added",
         factory=lambda: [64, 32],
     )
+    cross_layers: int = setting(3, "dlrm_dcn: the number of low-rank cross layers")
+    cross_rank: int = setting(64, "dlrm_dcn: the rank of each cross layer")
     table_kernel: str = setting(
         "auto",
         "torch (row gradients), fbgemm (FBGEMM's fused kernel, unreplicated tables only) or "
@@ -136,6 +140,14 @@ class SyntheticDataConfig(DataConfig):
         factory=lambda: list(DEFAULT_CARDINALITIES),
     )
     ids_per_feature: int = setting(1, "ids in each sparse feature's bag (multi-hot when > 1)")
+    bag_sizes: Optional[list[int]] = setting(
+        None,
+        "each sparse feature's own bag size (ids per sample), one per table; null: "
+        "ids_per_feature for every one",
+    )
+    max_rows: Optional[int] = setting(
+        None, "caps every table's rows (null: cardinalities as given)"
+    )
     zipf_exponent: float = setting(1.05, "skew of the ids' Zipf law (0: uniform ids)")
     teacher_dim: int = setting(4, "width of the hidden teacher's id vectors")
     teacher_scale: float = setting(
@@ -189,7 +201,7 @@ class ParallelConfig:
     replicas of each shard; ``sharding`` and ``memory_budget_gb`` steer the planner in
     ``dct.parallel.sharding``. ``mp_mode=pipeline``: the model is cut into ``len(cuts) + 1``
     stages, one per rank, each batch in ``microbatches`` equal parts; ``cuts`` name the layers
-    the stages end at (``models.dlrm_stages``) and must be empty in embedding mode."""
+    the stages end at (``models.stages``) and must be empty in embedding mode."""
 
     mp_mode: str = setting(
         "embedding", "embedding (tables sharded over MP ranks) or pipeline (model cut in stages)"

@@ -10,6 +10,7 @@ from dct.config import (
     CriteoDataConfig,
     DataConfig,
     RunConfig,
+    SyntheticDataConfig,
     TabularDataConfig,
     data_seed,
     resolve_steps,
@@ -17,7 +18,7 @@ from dct.config import (
 from dct.data.criteo import CriteoClicks
 from dct.data.criteo_format import NUM_DENSE
 from dct.data.rank_batches import SampleSource
-from dct.data.synthetic import SyntheticClicks
+from dct.data.synthetic import SyntheticClicks, capped_cardinalities
 from dct.data.tabular import TabularClicks
 from models.feature_tables import FeatureTables
 
@@ -74,16 +75,20 @@ def open_source(cfg: RunConfig) -> SampleSource:
 def with_data_shape(cfg: RunConfig) -> RunConfig:
     """``cfg`` with what the data decides filled in: the run's step count
     (``dct.config.resolve_steps``: ``train.epochs`` counted over a file source's train split,
-    or the default), and for ``criteo`` and ``tabular`` the files' table sizes and dense feature
-    count (a ``DataShape``: ``ShapedCriteoConfig``, ``ShapedTabularConfig``) and ``eval_size``
-    as a row count: the whole eval split for ``null``, at most the split otherwise. Applied to
-    its own result it changes nothing.
+    or the default), for ``synthetic`` its table sizes capped at ``data.max_rows``, and for
+    ``criteo`` and ``tabular`` the files' table sizes and dense feature count (a ``DataShape``:
+    ``ShapedCriteoConfig``, ``ShapedTabularConfig``) and ``eval_size`` as a row count: the whole
+    eval split for ``null``, at most the split otherwise. Applied to its own result it changes
+    nothing.
 
     Raises ``DataError`` for unusable files.
     """
     shaped = next((s for base, s in SHAPED.items() if isinstance(cfg.data, base)), None)
     if shaped is None:
-        return dataclasses.replace(cfg, train=resolve_steps(cfg.train))
+        data = cfg.data
+        if isinstance(data, SyntheticDataConfig):
+            data = dataclasses.replace(data, cardinalities=capped_cardinalities(data))
+        return dataclasses.replace(cfg, data=data, train=resolve_steps(cfg.train))
     source = open_source(cfg)
     train_rows = source.split_rows("train")
     valid_rows = source.split_rows("valid") if isinstance(source, TabularClicks) else 0

@@ -1,9 +1,11 @@
 """Synthetic Criteo-like click samples labelled by a hidden teacher model.
 
 Each sample has ``num_dense`` heavy-tailed counts (Criteo's I1..I13: floor of a lognormal, with a
-share of zeros), given to the model as ``log1p(count)``, and ``ids_per_feature`` ids per
-categorical table, drawn Zipf-skewed like Criteo's C1..C26. A teacher fixed by the seed scores
-each sample with a factorisation machine::
+share of zeros), given to the model as ``log1p(count)``, and a bag of ids per categorical
+table, drawn Zipf-skewed like Criteo's C1..C26: ``bag_sizes[t]`` ids for table ``t`` (MLPerf's
+multi-hot Criteo has 1 to 100), or ``ids_per_feature`` for every table. ``max_rows`` caps every
+table's rows (``capped_cardinalities``). A teacher fixed by the seed scores each sample with a
+factorisation machine::
 
     logit = bias + teacher_scale * (w . dense / std(dense)
                                     + sum_t w_t[ids_t] + sum_{t<u} <v_t[ids_t], v_u[ids_u]>)
@@ -66,6 +68,13 @@ def _affine_permutation(rng: np.random.Generator, n: int) -> tuple[int, int]:
             return multiplier, int(rng.integers(0, n))
 
 
+def capped_cardinalities(cfg: SyntheticDataConfig) -> list[int]:
+    """Each table's rows: ``cfg.cardinalities``, each at most ``cfg.max_rows`` where set."""
+    if cfg.max_rows is None:
+        return list(cfg.cardinalities)
+    return [min(rows, cfg.max_rows) for rows in cfg.cardinalities]
+
+
 def _generator(*key: int) -> np.random.Generator:
     """An independent stream for each distinct key (SeedSequence hashes the whole key)."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(key))))
@@ -87,22 +96,26 @@ class SyntheticClicks:
         if seed < 0:
             raise ValueError(f"seed={seed} must be >= 0")
         self.num_dense = cfg.num_dense
-        self.cardinalities = list(cfg.cardinalities)
+        self.cardinalities = capped_cardinalities(cfg)
         self._seed = seed
-        self._bag = cfg.ids_per_feature
+        num_tables = len(self.cardinalities)
+        bags = cfg.bag_sizes
+        self._bags = [cfg.ids_per_feature] * num_tables if bags is None else list(bags)
         self._scale = cfg.teacher_scale
         rng = _generator(seed, _TEACHER_STREAM)
         self._log_mean = rng.uniform(*DENSE_LOG_MEAN, cfg.num_dense)
         self._log_std = rng.uniform(*DENSE_LOG_STD, cfg.num_dense)
         self._zero_share = rng.uniform(*DENSE_ZERO_SHARE, cfg.num_dense)
 
-        num_tables = len(self.cardinalities)
         num_pairs = max(num_tables * (num_tables - 1) // 2, 1)
-        # Bag sums add ``ids_per_feature`` draws, so shrink per-id effects to keep the logit scale.
-        weight_std = FIRST_ORDER_SIGNAL_STD / np.sqrt(num_tables * self._bag)
+        # A table's bag sums its ``bag`` draws, so shrink its per-id effects by sqrt(bag): each
+        # table adds the same variance to the logit whatever its bag size.
+        self._weight_std = [
+            FIRST_ORDER_SIGNAL_STD / np.sqrt(num_tables * bag) for bag in self._bags
+        ]
         # A dot of two teacher_dim vectors with entry std a has variance teacher_dim * a**4.
         vector_std = (PAIRWISE_SIGNAL_STD**2 / (num_pairs * cfg.teacher_dim)) ** 0.25
-        vector_std /= np.sqrt(self._bag)
+        self._vector_std = [vector_std / np.sqrt(bag) for bag in self._bags]
         self._laws = [ZipfLaw(card, cfg.zipf_exponent) for card in self.cardinalities]
         # Per-id effects scale as P(id) ** POPULARITY_EXPONENT, normalised so their variance,
         # averaged over draws, stays as set above: sum_r P(r) * scale(r)**2 == 1.
@@ -110,7 +123,6 @@ class SyntheticClicks:
         self._effect_norm = [
             np.sqrt(power_sum(law.n, law.exponent * power) / law.total**power) for law in self._laws
         ]
-        self._weight_std, self._vector_std = weight_std, vector_std
         self._teacher_dim = cfg.teacher_dim
         # Rank r of table t is id (a_t * r + b_t) mod n_t, a_t coprime to n_t: a permutation kept
         # as two numbers, so id order says nothing about frequency and nothing grows with n_t.
@@ -148,13 +160,17 @@ class SyntheticClicks:
         skip = start - first_block * BLOCK_SIZE
         rows = slice(skip, skip + count)
         # One buffer per field, split into disjoint per-table views.
-        ids = np.stack([self._ids(t, ranks[t][:, rows].T).reshape(-1) for t in range(len(ranks))])
-        offsets = np.arange(0, count * self._bag + 1, self._bag, dtype=np.int64)
+        ids = np.concatenate(
+            [self._ids(t, table[:, rows].T).reshape(-1) for t, table in enumerate(ranks)]
+        )
+        offsets = np.concatenate(
+            [np.arange(0, count * bag + 1, bag, dtype=np.int64) for bag in self._bags]
+        )
         return Batch(
             dense=torch.from_numpy(np.ascontiguousarray(dense[rows], dtype=np.float32)),
             sparse=SparseFeatures(
-                values=torch.from_numpy(ids).unbind(0),
-                offsets=torch.from_numpy(np.tile(offsets, (len(ranks), 1))).unbind(0),
+                values=torch.from_numpy(ids).split([count * bag for bag in self._bags]),
+                offsets=torch.from_numpy(offsets).split(count + 1),
             ),
             labels=torch.from_numpy(labels[rows].copy()),
             click_prob=torch.from_numpy(prob[rows].copy()),
@@ -162,15 +178,14 @@ class SyntheticClicks:
 
     def _draw(
         self, stream: int, first_block: int, num_blocks: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """Whole blocks ``first_block ...`` of ``stream``: log1p dense [n, num_dense] (float64),
-        popularity ranks [num_tables, ids_per_feature, n] (int64) and the uniforms that draw
+        popularity ranks, one [bag_t, n] (int64) per table ``t``, and the uniforms that draw
         the labels [n]."""
         n = num_blocks * BLOCK_SIZE
-        num_tables = len(self.cardinalities)
         normal = np.empty((n, self.num_dense))
-        # Columns: one per dense zero mask, one per id, then one for the label.
-        uniform = np.empty((n, self.num_dense + num_tables * self._bag + 1))
+        # Columns: one per dense zero mask, one per id (table-major), then one for the label.
+        uniform = np.empty((n, self.num_dense + sum(self._bags) + 1))
         for b in range(num_blocks):
             rng = _generator(self._seed, stream, first_block + b)
             block = slice(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
@@ -179,28 +194,30 @@ class SyntheticClicks:
 
         counts = np.floor(np.exp(self._log_mean + self._log_std * normal))
         counts[uniform[:, : self.num_dense] < self._zero_share] = 0.0
-        id_uniform = uniform[:, self.num_dense : -1].T.reshape(num_tables, self._bag, n)
-        ranks = np.empty((num_tables, self._bag, n), dtype=np.int64)
-        for t, law in enumerate(self._laws):
-            ranks[t] = law.ranks(id_uniform[t].reshape(-1)).reshape(self._bag, n)
+        ranks = []
+        first = self.num_dense
+        for law, bag in zip(self._laws, self._bags):
+            id_uniform = uniform[:, first : first + bag].T.reshape(-1)
+            ranks.append(law.ranks(id_uniform).reshape(bag, n))
+            first += bag
         return np.log1p(counts), ranks, uniform[:, -1]
 
-    def _signal(self, dense: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    def _signal(self, dense: np.ndarray, ranks: list[np.ndarray]) -> np.ndarray:
         """The teacher's logit before bias and scale, [n] float64.
 
         Every sum runs over an outer axis or an explicit loop, which numpy accumulates in the
         same order whatever the number of rows; a matmul's rounding may depend on it, and each
         sample's value must not.
         """
-        num_tables, bag, n = ranks.shape
+        n = len(dense)
         signal = np.zeros(n)
         for j in range(self.num_dense):
             signal += self._dense_weight[j] * dense[:, j]
         vector_sum = np.zeros((n, self._teacher_dim))
         square_sum = np.zeros((n, self._teacher_dim))
-        for t in range(num_tables):
-            signal += self._weight(t, ranks[t]).sum(axis=0)
-            bags = self._vector(t, ranks[t]).sum(axis=0)
+        for t, table in enumerate(ranks):
+            signal += self._weight(t, table).sum(axis=0)
+            bags = self._vector(t, table).sum(axis=0)
             vector_sum += bags
             square_sum += bags * bags
         # sum over table pairs t<u of <v_t, v_u> = (|sum_t v_t|^2 - sum_t |v_t|^2) / 2
@@ -216,13 +233,13 @@ class SyntheticClicks:
     def _weight(self, table: int, ranks: np.ndarray) -> np.ndarray:
         """The teacher's first-order weight of each rank of ``table``, same shape as ``ranks``."""
         normal = hashed_normal(self._keys[table][0], ranks)
-        return self._weight_std * self._effect_scale(table, ranks) * normal
+        return self._weight_std[table] * self._effect_scale(table, ranks) * normal
 
     def _vector(self, table: int, ranks: np.ndarray) -> np.ndarray:
         """The teacher's vector of each rank of ``table``, ``ranks.shape + (teacher_dim,)``."""
         dim = self._teacher_dim
         index = ranks[..., None] * dim + np.arange(dim)
-        scale = self._vector_std * self._effect_scale(table, ranks)[..., None]
+        scale = self._vector_std[table] * self._effect_scale(table, ranks)[..., None]
         return scale * hashed_normal(self._keys[table][1], index)
 
     def _ids(self, table: int, ranks: np.ndarray) -> np.ndarray:

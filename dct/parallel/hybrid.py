@@ -1,4 +1,4 @@
-"""Hybrid-parallel DLRM: embedding tables sharded over the MP group, the dense tower data-parallel.
+"""Embedding mode: a recommender's tables sharded over the MP group, its dense part data-parallel.
 
 One step on rank ``r`` (global batch ``B``, ``b = B / world_size`` samples per rank):
 
@@ -20,41 +20,30 @@ mean over the global batch, exactly what single-process training computes.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 
 from dct.comm.all_to_all import RowExchange, all_to_all_rows
-from dct.comm.codec import DENSE, IDENTITY, CodecPair, RowCodec
-from dct.comm.dct_dp import DCTDPState, dct_dp_hook
-from dct.comm.dct_mp import KeptCounter, dct_mp_codecs
+from dct.comm.codec import DENSE, CodecPair
+from dct.comm.dct_mp import KeptCounter
 from dct.comm.dedup_all_to_all import DedupRows, all_to_all_dedup
 from dct.comm.meter import ByteMeter
-from dct.comm.metered_allreduce import MeteredAllReduceState, metered_allreduce_hook
-from dct.comm.pytorch_compressors import (
-    MeteredPowerSGDState,
-    metered_fp16_hook,
-    metered_powersgd_hook,
-)
-from dct.comm.quantized_codecs import CastRows, QuantizedRows
-from dct.compression.wire_dtype import wire_dtype
-from dct.config import DCTDPConfig, DCTMPConfig, DPHookConfig, mp_codec_names
 from dct.data.batch import SparseFeatures
 from dct.data.rank_batches import RankBatch
 from dct.embedding.fused import FusedTables
 from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
-from dct.parallel.dct_dp_config import dct_dp_state
 from dct.parallel.embedding_dedup import pool_dedup
+from dct.parallel.gradient_hooks import GradientHooks
 from dct.parallel.model_state import load_in_place, model_state_dict
 from dct.parallel.sharding import Shard, ShardingPlan
 from dct.parallel.table_shard import TableShard, shard_name, slot_features
 from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
-from models.dlrm import DenseTower
 from models.feature_tables import FeatureTables, mean_scale
+from models.recommender import DenseArch
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -68,111 +57,32 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * ctx.factor, None
 
 
-def _data_parallel(
-    module: nn.Module,
-    group: Any,
-    meter: ByteMeter,
-    device: torch.device,
-    dct_dp: DCTDPConfig | None,
-    dp_hook: DPHookConfig | None,
-    seed: int,
-) -> tuple[nn.Module, DCTDPState | None]:
-    """DDP over ``group`` with the comm hook ``gradient_hook`` picks; its state if DCT-DP's.
+class HybridModel(nn.Module):
+    """A recommender across a DP x MP grid; each rank computes logits for its own samples.
 
-    A group of one needs no wrapper.
-    """
-    if torch.distributed.get_world_size(group) == 1:
-        return module, None
-    ddp = DistributedDataParallel(
-        module,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        process_group=group,
-        init_sync=False,
-    )
-    hook, state = gradient_hook(module, group, meter, dct_dp, dp_hook, seed)
-    ddp.register_comm_hook(state, hook)
-    return ddp, state if isinstance(state, DCTDPState) else None
-
-
-def gradient_hook(
-    module: nn.Module,
-    group: Any,
-    meter: ByteMeter,
-    dct_dp: DCTDPConfig | None = None,
-    dp_hook: DPHookConfig | None = None,
-    seed: int = 0,
-) -> tuple[Callable, DCTDPState | MeteredPowerSGDState | MeteredAllReduceState]:
-    """The comm hook and state that average ``module``'s gradients over ``group``: DCT-DP if
-    enabled, else the ``dp_hook`` named (the metered all-reduce, PyTorch's fp16 cast or
-    PowerSGD seeded with ``seed``, which every rank of the group must share)."""
-    if dct_dp is not None and dct_dp.enabled:
-        return dct_dp_hook, dct_dp_state(dct_dp, group, module, meter)
-    name = "allreduce" if dp_hook is None else dp_hook.name
-    if name == "fp16":
-        return metered_fp16_hook, MeteredAllReduceState(group, meter)
-    if name == "powersgd":
-        state = MeteredPowerSGDState(
-            group,
-            meter,
-            matrix_approximation_rank=dp_hook.powersgd_rank,
-            start_powerSGD_iter=dp_hook.powersgd_start_step,
-            random_seed=seed,
-        )
-        return metered_powersgd_hook, state
-    return metered_allreduce_hook, MeteredAllReduceState(group, meter)
-
-
-def mp_codecs(dct_mp: DCTMPConfig, segment: int | None = None) -> CodecPair:
-    """The codec pair of a model-parallel transfer, as ``dct.mp.codec`` and ``grad_codec``
-    name it (``dct.config.mp_codec_names``): DCT-MP's top-k pair, casts, row-wise quantization
-    per row or per ``segment`` of a row, or the dense identity."""
-    forward, backward = mp_codec_names(dct_mp)
-    if forward == "topk":
-        value_dtype = wire_dtype(dct_mp.value_dtype)
-        grad_dtype = value_dtype if dct_mp.grad_dtype is None else wire_dtype(dct_mp.grad_dtype)
-        return dct_mp_codecs(dct_mp.density, value_dtype, grad_dtype, segment)
-    stochastic = dct_mp.grad_rounding == "stochastic"
-    return CodecPair(_row_codec(forward, segment), _row_codec(backward, segment, stochastic))
-
-
-def _row_codec(name: str, segment: int | None, stochastic: bool = False) -> RowCodec:
-    if name == "dense":
-        return IDENTITY
-    if name in ("fp16", "bf16"):
-        return CastRows(torch.float16 if name == "fp16" else torch.bfloat16)
-    return QuantizedRows(8 if name == "int8" else 4, segment, stochastic)
-
-
-def embedding_codecs(dct_mp: DCTMPConfig, dim: int) -> CodecPair:
-    """The embedding all-to-all's pair: ``granularity=table`` selects within each table's
-    ``dim`` values."""
-    return mp_codecs(dct_mp, dim if dct_mp.granularity == "table" else None)
-
-
-class HybridDLRM(nn.Module):
-    """DLRM across a DP x MP grid; each rank computes logits for its own samples.
-
-    Initialisation matches ``models.dlrm.DLRM`` with the same seed on any grid, so DDP's start-up
-    broadcast is skipped (``init_sync=False``): every rank already holds identical weights.
-    The tower's DDP uses DCT-DP's comm hook with ``dct_dp`` enabled, else the one ``dp_hook``
-    names (PowerSGD seeded with ``seed``). ``features`` says which table each feature looks
-    up and how its bag is pooled (default: a table per feature, summed). The tables are not in
-    a DDP: their gradients are the rows a batch touched (``take_table_gradients``),
-    thresholded by DCT-DP too when enabled; with ``fused`` (unreplicated tables only) FBGEMM's
-    kernel updates them inside backward and there are none. ``plan`` places the tables
-    (``dct.parallel.sharding``). ``dp_states`` holds the DCT-DP states by name (``tables``,
-    ``tower``; a group of one has none) for checkpoints and reporting.
+    Initialisation matches the single-process model (``models.recommender.Recommender``) with
+    the same seed on any grid, so every rank already holds identical weights. The dense part
+    (``dense_tower``, any ``models.recommender.DenseArch``) is under DDP with the comm hook
+    ``hooks`` chooses (``dct.parallel.gradient_hooks``); ``features`` says which table each
+    feature looks up and how its bag is pooled (default: a table per feature, summed). The
+    tables are not in a DDP: their gradients are the rows a batch touched
+    (``take_table_gradients``), thresholded by DCT-DP too when ``hooks`` enables it; with
+    ``fused`` (unreplicated tables only) FBGEMM's kernel updates them inside backward and there
+    are none. ``plan`` places the tables (``dct.parallel.sharding``). ``dp_states`` holds the
+    DCT-DP states by name (``tables``, ``tower``; a group of one has none) for checkpoints and
+    reporting.
 
     Example::
 
         plan = plan_sharding(table_sizes, topology.mp_size, bytes_per_row("sgd", 16))
-        model = HybridDLRM(tower, plan, 16, seed=0, topology=topology, meter=meter, device=device)
+        model = HybridModel(DLRM(...).dense_tower, plan, 16, seed=0, topology=topology,
+                            meter=meter, device=device)
         logits = model(local_dense, group_sparse.features(model.owned_features))
     """
 
     def __init__(
         self,
-        dense_tower: DenseTower,
+        dense_tower: DenseArch,
         plan: ShardingPlan,
         dim: int,
         seed: int,
@@ -180,8 +90,7 @@ class HybridDLRM(nn.Module):
         meter: ByteMeter,
         device: torch.device,
         codecs: CodecPair = DENSE,
-        dct_dp: DCTDPConfig | None = None,
-        dp_hook: DPHookConfig | None = None,
+        hooks: GradientHooks = GradientHooks(),
         fused: tuple[str, float, float] | None = None,
         dedup: bool = False,
         features: FeatureTables | None = None,
@@ -195,21 +104,15 @@ class HybridDLRM(nn.Module):
         self.features = features
         self.shard = TableShard(plan.shards[topology.mp_rank], features, dim, seed, device, fused)
         self.owned_features = self.shard.slot_features
-        self.dense_tower, tower_state = _data_parallel(
-            dense_tower.to(device),
-            topology.world_group,
-            meter.part("tower"),
-            device,
-            dct_dp,
-            dp_hook,
-            seed,
+        self.dense_tower, tower_state = hooks.data_parallel(
+            dense_tower.to(device), topology.world_group, meter.part("tower"), device
         )
         self.table_sync = TableSync(
             self.tables,
             [shard_name(s) for s in self.shard.shards],
             topology.replica_group,
             meter.part("tables"),
-            dct_dp,
+            hooks.dct_dp,
         )
         states = {"tables": self.table_sync.state, "tower": tower_state}
         self.dp_states = {name: state for name, state in states.items() if state is not None}
@@ -254,7 +157,7 @@ class HybridDLRM(nn.Module):
         return list(self.dense_tower.parameters())
 
     def dense_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """The tower's parameters under their names in ``models.dlrm.DLRM``."""
+        """The tower's parameters under their names in the single-process model."""
         tower = getattr(self.dense_tower, "module", self.dense_tower)
         return [(f"dense_tower.{name}", p) for name, p in tower.named_parameters()]
 
@@ -263,7 +166,7 @@ class HybridDLRM(nn.Module):
         return list(zip(self.shard.shards, self.shard.weights()))
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Every parameter under its ``models.dlrm.DLRM`` name, tables as row blocks
+        """Every parameter under its single-process name, tables as row blocks
         (``dct.parallel.model_state``): what a checkpoint holds of the model."""
         return model_state_dict(self.dense_named_parameters(), self.table_blocks())
 

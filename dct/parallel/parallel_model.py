@@ -1,5 +1,5 @@
 """What the training loop, evaluation, checkpoints and reports ask of a model wrapped for a grid:
-``HybridDLRM`` (embedding mode) and ``PipelineDLRM`` (pipeline mode) both answer it, and
+``HybridModel`` (embedding mode) and ``PipelineModel`` (pipeline mode) both answer it, and
 nothing outside ``dct.parallel`` needs to know which it holds, but where a part exists in one
 mode only (embedding mode's sharding plan and de-duplication counter).
 """

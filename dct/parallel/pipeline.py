@@ -27,7 +27,7 @@ from dct.comm.codec import DENSE, CodecPair
 from dct.comm.meter import ByteMeter
 from dct.comm.point_to_point import Link, recv_rows, send_rows
 from dct.data.batch import Batch
-from models.dlrm_stages import Stage
+from models.stages import Stage
 
 
 @dataclass

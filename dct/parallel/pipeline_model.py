@@ -1,13 +1,13 @@
-"""A pipeline replica as the training loop sees it: the same face as ``HybridDLRM``.
+"""A pipeline replica as the training loop sees it: the same face as ``HybridModel``.
 
-Every rank builds the whole DLRM from the seed (so stages start exactly as the single-process
-model would), cuts it at ``cuts`` and keeps the stage of its MP rank. Every stage reads the
-replica's whole batch; only the last one has a loss and predictions. With several replicas,
-each stage's gradients are averaged over its replica group after every step, through the same
-comm hooks DDP uses elsewhere (``dct.comm.grad_sync``): DCT-DP when ``dct.dp`` is enabled, else
-the one ``dp_hook`` names (PowerSGD seeded with ``seed``). The tables (in the stage holding the
-interaction) hand over the rows a batch touched instead, averaged over the replica group by
-exchanging only those rows, thresholded by DCT-DP too when enabled (``dct.parallel.table_sync``).
+Every rank builds the whole recommender from the seed (so stages start exactly as the
+single-process model would), cuts it at ``cuts`` and keeps the stage of its MP rank. Every stage
+reads the replica's whole batch; only the last one has a loss and predictions. With several
+replicas, each stage's gradients are averaged over its replica group after every step, through
+the same comm hooks DDP uses elsewhere (``dct.comm.grad_sync``), as ``GradientHooks`` chooses
+(``dct.parallel.gradient_hooks``). The tables (in the stage holding them) hand over the rows a
+batch touched instead, averaged over the replica group by exchanging only those rows,
+thresholded by DCT-DP too when enabled (``dct.parallel.table_sync``).
 """
 
 from __future__ import annotations
@@ -21,47 +21,44 @@ from dct.comm.codec import DENSE, CodecPair
 from dct.comm.dct_dp import DCTDPState
 from dct.comm.grad_sync import sync_gradients
 from dct.comm.meter import ByteMeter
-from dct.config import DCTDPConfig, DPHookConfig
 from dct.config.runtime_checks import check_cut_names
 from dct.data.rank_batches import RankBatch
 from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
-from dct.parallel.hybrid import gradient_hook
+from dct.parallel.gradient_hooks import GradientHooks
 from dct.parallel.model_state import load_in_place, model_state_dict
 from dct.parallel.pipeline import PipelineStage
 from dct.parallel.sharding import Shard
 from dct.parallel.table_sync import TableSync
 from dct.parallel.topology import Topology
-from models.dlrm import DLRM
-from models.dlrm_stages import cut_names, split_dlrm
+from models.recommender import Recommender
+from models.stages import cut_names, split_model
 
 
-class PipelineDLRM(nn.Module):
-    """This rank's stage of a DLRM pipelined over its MP group.
+class PipelineModel(nn.Module):
+    """This rank's stage of a recommender pipelined over its MP group.
 
     Example::
 
-        model = PipelineDLRM(DLRM(13, [512, 256, 64, 16], sizes, [512, 256], seed=0),
+        model = PipelineModel(DLRM(13, [512, 256, 64, 16], sizes, [512, 256], seed=0),
                              ["bottom_mlp.1"], topology, meter, device, microbatches=4)
         loss_sum = model.train_step(batch)  # then optimizer.step()
     """
 
     def __init__(
         self,
-        model: DLRM,
+        model: Recommender,
         cuts: Sequence[str],
         topology: Topology,
         meter: ByteMeter,
         device: torch.device,
         codecs: CodecPair = DENSE,
         microbatches: int = 1,
-        dct_dp: DCTDPConfig | None = None,
-        dp_hook: DPHookConfig | None = None,
-        seed: int = 0,
+        hooks: GradientHooks = GradientHooks(),
     ) -> None:
         super().__init__()
         check_cut_names(cuts, cut_names(model))
-        stages = split_dlrm(model, cuts)
+        stages = split_model(model, cuts)
         self.topology, self.meter, self.codecs = topology, meter, codecs
         self.microbatches = microbatches
         self.stage = stages[topology.mp_rank].to(device)
@@ -74,14 +71,12 @@ class PipelineDLRM(nn.Module):
         self.sync = None
         self.dp_states: dict[str, DCTDPState] = {}
         if topology.dp_size > 1:
-            self.sync = gradient_hook(
-                self.stage, topology.replica_group, meter.part("tower"), dct_dp, dp_hook, seed
-            )
+            self.sync = hooks(self.stage, topology.replica_group, meter.part("tower"))
             if isinstance(self.sync[1], DCTDPState):
                 self.dp_states["stage"] = self.sync[1]
         names = [f"tables.{t}" for t in range(len(self.tables))]
         self.table_sync = TableSync(
-            self.tables, names, topology.replica_group, meter.part("tables"), dct_dp
+            self.tables, names, topology.replica_group, meter.part("tables"), hooks.dct_dp
         )
         if self.table_sync.state is not None:
             self.dp_states["tables"] = self.table_sync.state
@@ -103,7 +98,7 @@ class PipelineDLRM(nn.Module):
 
     @property
     def tables(self) -> list[SparseTable]:
-        """The tables of this rank's stage (none unless it holds the interaction)."""
+        """The tables of this rank's stage (none unless it pools them)."""
         return [m for m in self.stage.modules() if isinstance(m, SparseTable)]
 
     def dense_parameters(self) -> list[nn.Parameter]:
@@ -112,7 +107,7 @@ class PipelineDLRM(nn.Module):
         return [p for p in self.stage.parameters() if id(p) not in weights]
 
     def dense_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """``dense_parameters`` under their names in ``models.dlrm.DLRM``."""
+        """``dense_parameters`` under their names in the single-process model."""
         return [(self._names[id(p)], p) for p in self.dense_parameters()]
 
     def table_blocks(self) -> list[tuple[Shard, Tensor]]:
@@ -123,7 +118,7 @@ class PipelineDLRM(nn.Module):
         ]
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Every parameter under its ``models.dlrm.DLRM`` name, tables as row blocks
+        """Every parameter under its single-process name, tables as row blocks
         (``dct.parallel.model_state``): what a checkpoint holds of the model."""
         return model_state_dict(self.dense_named_parameters(), self.table_blocks())
 

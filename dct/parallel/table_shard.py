@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from dct.data.batch import SparseFeatures
 from dct.embedding.fused import FusedTables
 from dct.parallel.sharding import Shard
-from models.dlrm import build_table, init_table_rows
 from models.feature_tables import FeatureTables
+from models.sparse_arch import build_table, init_table_rows
 
 
 class TableShard(nn.Module):

@@ -216,24 +216,19 @@ def vocabularies(trained: Trained) -> list[list[str] | None]:
 
 
 def load_model(trained: Trained) -> Any:
-    """The checkpoint's ``models.dlrm.DLRM`` in eval mode, assembled by ``dct.export`` from
-    whatever grid wrote it."""
+    """The checkpoint's single-process model (``models.zoo``) in eval mode, assembled by
+    ``dct.export`` from whatever grid wrote it."""
     import torch
 
-    from dct.checkpoint.meta import model_features
+    from dct.checkpoint.meta import model_config, model_features
     from dct.export import load_model_state
-    from models.dlrm import DLRM
+    from models.zoo import recommender
 
     state, _ = load_model_state(trained.checkpoint)
     shape = trained.meta["fingerprint"]
     with torch.device("meta"):  # no initial weights drawn: the checkpoint's replace them
-        model = DLRM(
-            shape["data.num_dense"],
-            shape["model.bottom_mlp"],
-            shape["data.cardinalities"],
-            shape["model.top_mlp"],
-            seed=0,
-            features=model_features(shape),
+        model = recommender(
+            model_config(shape), shape["data.num_dense"], model_features(shape), seed=0
         )
     model.load_state_dict(state, assign=True)
     return model.eval()

@@ -10,7 +10,7 @@ from dct.checkpoint.dct_dp_states import DCTDPStates
 from dct.checkpoint.random_state import RandomState
 from dct.comm.dct_mp import TopKRows
 from dct.comm.meter import ByteMeter
-from dct.parallel.hybrid import HybridDLRM
+from dct.parallel.hybrid import HybridModel
 from dct.parallel.parallel_model import ParallelModel
 from dct.parallel.sharding import Shard
 from dct.parallel.topology import Topology
@@ -37,6 +37,6 @@ def rank_states(
     forward = model.codecs.forward
     if isinstance(forward, TopKRows):
         states["mp"] = forward.counter
-    if isinstance(model, HybridDLRM) and model.dedup_counter is not None:
+    if isinstance(model, HybridModel) and model.dedup_counter is not None:
         states["mp_dedup"] = model.dedup_counter
     return states

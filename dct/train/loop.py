@@ -18,15 +18,11 @@ from dct.checkpoint.meta import grid
 from dct.comm.collectives import all_reduce_sum
 from dct.comm.meter import REPORTED, ByteMeter, ChannelBytes
 from dct.config import RunConfig, resolve_steps
-from dct.config.runtime_checks import check_fbgemm_installed
 from dct.data.rank_batches import RankBatch, RankReader
 from dct.data.sources import feature_layout, open_source, validation_rows
-from dct.embedding.fused import fbgemm_available
-from dct.embedding.table_optimizers import bytes_per_row
-from dct.parallel.hybrid import HybridDLRM, embedding_codecs, mp_codecs
+from dct.parallel.builder import build_model
+from dct.parallel.hybrid import HybridModel
 from dct.parallel.parallel_model import ParallelModel
-from dct.parallel.pipeline_model import PipelineDLRM
-from dct.parallel.sharding import ShardingPlan, plan_sharding
 from dct.parallel.topology import Topology
 from dct.runtime import acceptance
 from dct.runtime.faults import Diverged, Stopped, check_losses, likely_cause
@@ -39,7 +35,6 @@ from dct.train.memory_report import MemoryReport, memory_report
 from dct.train.progress import TrainProgress
 from dct.train.sinks import MetricSink
 from dct.train.step_optimizers import Optimizers
-from models.dlrm import DLRM, DenseTower
 
 log = logging.getLogger(__name__)
 
@@ -60,94 +55,6 @@ class TrainResult:
     history: list[EvalResult] = field(default_factory=list)
     stopping: EarlyStopping | None = None
     stopped: bool = False
-
-
-def build_model(
-    cfg: RunConfig, topology: Topology, meter: ByteMeter, device: torch.device
-) -> ParallelModel:
-    model_cfg = cfg.model
-    layout = feature_layout(cfg.data)
-    if cfg.parallel.mp_mode == "pipeline":
-        dlrm = DLRM(
-            cfg.data.num_dense,
-            model_cfg.bottom_mlp,
-            cfg.data.cardinalities,
-            model_cfg.top_mlp,
-            cfg.seed,
-            layout,
-        )
-        return PipelineDLRM(
-            dlrm,
-            cfg.parallel.cuts,
-            topology,
-            meter,
-            device,
-            codecs=mp_codecs(cfg.dct.mp),
-            microbatches=cfg.parallel.microbatches,
-            dct_dp=cfg.dct.dp,
-            dp_hook=cfg.dp_hook,
-            seed=cfg.seed,
-        )
-    tower = DenseTower(
-        cfg.data.num_dense,
-        cfg.model.bottom_mlp,
-        layout.num_features,
-        cfg.model.top_mlp,
-        cfg.seed,
-    )
-    plan = sharding_plan(cfg, topology.mp_size)
-    if topology.rank == 0:
-        budget = cfg.parallel.memory_budget_gb
-        log.info(
-            "embedding plan (parallel.sharding=%s, memory budget %s per MP rank):\n%s",
-            cfg.parallel.sharding,
-            "none" if budget is None else f"{budget:g} GiB",
-            plan.describe(),
-        )
-    return HybridDLRM(
-        tower,
-        plan,
-        cfg.model.embedding_dim,
-        cfg.seed,
-        topology,
-        meter,
-        device,
-        codecs=embedding_codecs(cfg.dct.mp, cfg.model.embedding_dim),
-        dct_dp=cfg.dct.dp,
-        dp_hook=cfg.dp_hook,
-        fused=_fused_tables(cfg, topology),
-        dedup=cfg.dct.mp.dedup,
-        features=layout,
-    )
-
-
-def _fused_tables(cfg: RunConfig, topology: Topology) -> tuple[str, float, float] | None:
-    """The fused kernel's optimizer (name, lr, eps) if ``model.table_kernel`` picks FBGEMM.
-
-    Its optimizer runs inside backward, so no row gradient exists to average over replicas or
-    to threshold: ``fbgemm`` there is refused by ``validate``, and ``fbgemm`` not installed here;
-    ``auto`` falls back to ``torch``.
-    """
-    kernel = cfg.model.table_kernel
-    replicated = topology.dp_size > 1
-    available = fbgemm_available()
-    check_fbgemm_installed(kernel, available)
-    if kernel == "torch" or replicated or not available:
-        return None
-    optim = cfg.optim
-    lr = cfg.train.lr if optim.tables_lr is None else optim.tables_lr
-    return optim.tables, lr, optim.adagrad_eps
-
-
-def sharding_plan(cfg: RunConfig, mp_size: int) -> ShardingPlan:
-    """Where the tables' rows live, by ``parallel.sharding`` within ``memory_budget_gb``."""
-    return plan_sharding(
-        cfg.data.cardinalities,
-        mp_size,
-        bytes_per_row(cfg.optim.tables, cfg.model.embedding_dim),
-        cfg.parallel.sharding,
-        cfg.parallel.memory_budget_gb,
-    )
 
 
 def _mean_bytes_per_rank(
@@ -267,7 +174,7 @@ def train(
             run_dir,
             shared,
             parts,
-            grid(cfg, topology, model.plan if isinstance(model, HybridDLRM) else None),
+            grid(cfg, topology, model.plan if isinstance(model, HybridModel) else None),
         )
         checkpoints.resume()
         for sink in sinks:

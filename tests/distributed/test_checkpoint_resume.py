@@ -49,11 +49,12 @@ def config(
     upkeep: str = "guard",
     dct_mp: bool = False,
     dedup_int4: bool = False,
+    model: str = "dlrm",
 ) -> RunConfig:
     """The golden test's small model; table 3 (1,000 of 1,667 rows) is cut into row blocks by
     ``auto`` on 2 MP ranks. ``dedup_int4``: the de-duplicated all-to-all in int4, gradients
-    rounded stochastically (so the random state must come back too)."""
-    cfg = small_config(mp_size, optim, tables, sharding, kernel)
+    rounded stochastically (so the random state must come back too). ``model``: its name."""
+    cfg = small_config(mp_size, optim, tables, sharding, kernel, model)
     return replace(
         cfg,
         seed=5,
@@ -164,17 +165,26 @@ CASES = {
         "pipeline-dct_mp": config(mode="pipeline", mp_size=2, dct_mp=True),
         "adagrad": config(mp_size=2, optim="adagrad", tables="rowwise_adagrad"),
         "fbgemm-adagrad": config(mp_size=2, tables="adagrad", kernel="fbgemm"),
+        "dlrm_dcn-mp2-dct_mp": config(mp_size=2, dct_mp=True, model="dlrm_dcn"),
+        "deepfm-mp2-adagrad": config(
+            mp_size=2, optim="adagrad", tables="rowwise_adagrad", model="deepfm"
+        ),
     },
     4: {
         "mp2-row-dct_dp": config(mp_size=2, dct_dp=True, sharding="row"),
         "pipeline-dct_dp": config(mode="pipeline", mp_size=2, dct_dp=True),
+        "deepfm-pipeline-dct_dp": config(mode="pipeline", mp_size=2, dct_dp=True, model="deepfm"),
+        "dlrm_dcn-pipeline-dct_dp": config(
+            mode="pipeline", mp_size=2, dct_dp=True, model="dlrm_dcn"
+        ),
     },
 }
 
 
 @pytest.mark.parametrize("world_size", sorted(CASES))
 def test_resumed_run_equals_uninterrupted(world_size, tmp_path):
-    """With DCT-DP (tables and tower or stage), DCT-MP, in pipeline mode, with FBGEMM's kernel."""
+    """With DCT-DP (tables and tower or stage), DCT-MP, in pipeline mode, with FBGEMM's kernel,
+    with each model."""
     cases = dict(CASES[world_size])
     if not fbgemm_available():  # FBGEMM is an extra: pip install -e '.[fbgemm]'
         cases = {k: v for k, v in cases.items() if v.model.table_kernel != "fbgemm"}

@@ -25,7 +25,8 @@ from dct.data.synthetic import SyntheticClicks
 from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import train
 from dct.train.summary import summary_metrics
-from models.dlrm import DLRM
+from models.feature_tables import FeatureTables
+from models.zoo import recommender
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_golden import small_config, with_dense_tables
 
@@ -60,8 +61,8 @@ def test_full_density_trains_exactly_as_dense(world, tmp_path):
     assert full["mp_bytes_dense"] == dense["mp_bytes_dense"]
 
 
-def masked_config(world: int, density: float) -> RunConfig:
-    cfg = small_config(world, "sgd", sharding="table")
+def masked_config(world: int, density: float, model: str = "dlrm") -> RunConfig:
+    cfg = small_config(world, "sgd", sharding="table", model=model)
     cfg.dct.mp = DCTMPConfig(enabled=True, density=density, granularity="table")
     return cfg
 
@@ -83,10 +84,9 @@ def top_k_mask(pooled: torch.Tensor, density: float) -> torch.Tensor:
 
 
 def masked_reference(cfg: RunConfig) -> dict:
-    data, model = cfg.data, cfg.model
-    dlrm = with_dense_tables(
-        DLRM(data.num_dense, model.bottom_mlp, data.cardinalities, model.top_mlp, cfg.seed)
-    )
+    data = cfg.data
+    features = FeatureTables.one_per_feature(data.cardinalities)
+    dlrm = with_dense_tables(recommender(cfg.model, data.num_dense, features, cfg.seed))
     optimizer = torch.optim.SGD(dlrm.parameters(), lr=cfg.train.lr)
     source, size = SyntheticClicks(data, cfg.seed), cfg.train.batch_size
     losses = []

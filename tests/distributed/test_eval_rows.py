@@ -3,10 +3,11 @@
 The eval splits here are not a whole number of global batches of 32: 70 rows (two batches and
 6 rows) and 5 rows (less than one batch, which once was refused). Evaluation pads the last batch
 with the rows that follow and leaves the padding out of every metric. The reference is the
-run's own final model, exported from its last checkpoint (``dct.export``) into one
-``models.dlrm.DLRM``, predicting exactly the split's rows in one process, scored by
-scikit-learn's ``roc_auc_score`` and ``log_loss`` (normalized entropy and calibration from
-them and the labels, here; grouped AUC group by group, the rows in 7 groups). The runs are
+run's own final model, exported from its last checkpoint (``dct.export``) into the
+single-process model (``models.zoo``; DLRM, DLRM-DCNv2 or DeepFM), predicting exactly the
+split's rows in one process, scored by scikit-learn's ``roc_auc_score`` and ``log_loss``
+(normalized entropy and calibration from them and the labels, here; grouped AUC group by
+group, the rows in 7 groups). The runs are
 ``train.epochs=1`` over the 135 of 150 training rows the validation split leaves, so the loop
 is also held to the step count epochs make, ``ceil(135 / 32) = 5``.
 """
@@ -30,7 +31,8 @@ from dct.data.tabular_format import GROUPS, MANIFEST
 from dct.export import export
 from dct.parallel.topology import Topology, grid_shape
 from dct.train.loop import train
-from models.dlrm import DLRM
+from models.feature_tables import FeatureTables
+from models.zoo import recommender
 from tests.distributed.spawn import run_ranks
 from tests.distributed.test_golden import small_config
 from tests.unit.test_eval_metrics import sklearn_gauc
@@ -43,10 +45,10 @@ PARALLEL = {
 }
 
 
-def eval_config(path: Path, mode: str) -> RunConfig:
-    """``test_golden``'s small model on ``path`` for one epoch, evaluated and checkpointed at
-    its last step, every eval row scored (``data.eval_size=null``)."""
-    cfg = small_config(1, "sgd")
+def eval_config(path: Path, mode: str, model: str = "dlrm") -> RunConfig:
+    """``test_golden``'s small ``model`` on ``path`` for one epoch, evaluated and checkpointed
+    at its last step, every eval row scored (``data.eval_size=null``)."""
+    cfg = small_config(1, "sgd", model=model)
     cfg.data = TabularDataConfig(path=str(path))
     cfg.parallel = PARALLEL[mode]
     cfg.train = dataclasses.replace(
@@ -73,8 +75,9 @@ def reference_scores(cfg: RunConfig, checkpoint: Path, model_file: Path) -> dict
     """The checkpointed model's predictions of every eval row, scored by scikit-learn."""
     export(checkpoint, model_file)
     data = cfg.data
-    shape = (data.num_dense, cfg.model.bottom_mlp, data.cardinalities, cfg.model.top_mlp)
-    model = DLRM(*shape, seed=cfg.seed + 1)  # the weights come from the checkpoint
+    features = FeatureTables.one_per_feature(data.cardinalities)
+    # The weights come from the checkpoint.
+    model = recommender(cfg.model, data.num_dense, features, seed=cfg.seed + 1)
     model.load_state_dict(torch.load(model_file, weights_only=True))
     batch = TabularClicks(Path(data.path)).samples("eval", 0, data.eval_size)
     with torch.no_grad():
@@ -106,16 +109,29 @@ def with_groups(path: Path, seed: int = 0) -> None:
 
 
 @pytest.mark.parametrize(
-    "mode, eval_rows",
-    [("embedding", 70), ("pipeline", 70), ("embedding", 5)],
-    ids=["hybrid-mp2-70rows", "pipeline-2stages-70rows", "hybrid-mp2-5rows"],
+    "mode, eval_rows, model",
+    [
+        ("embedding", 70, "dlrm"),
+        ("pipeline", 70, "dlrm"),
+        ("embedding", 5, "dlrm"),
+        ("embedding", 70, "dlrm_dcn"),
+        ("pipeline", 70, "deepfm"),
+    ],
+    ids=[
+        "hybrid-mp2-70rows",
+        "pipeline-2stages-70rows",
+        "hybrid-mp2-5rows",
+        "dlrm_dcn-hybrid-mp2-70rows",
+        "deepfm-pipeline-2stages-70rows",
+    ],
 )
-def test_every_eval_row_is_scored_once(mode, eval_rows, tmp_path):
+def test_every_eval_row_is_scored_once(mode, eval_rows, model, tmp_path):
     """Embedding mode: 2 MP ranks, each 16 rows of a batch (with 5 rows, rank 1's are all
-    padding); pipeline mode: 2 stages, the last one predicting all 32 rows."""
+    padding); pipeline mode: 2 stages, the last one predicting all 32 rows; each model's
+    export loads into the model ``models.zoo`` builds."""
     make_tabular(tmp_path / "data", TRAIN_ROWS, eval_rows)
     with_groups(tmp_path / "data")
-    cfg = eval_config(tmp_path / "data", mode)
+    cfg = eval_config(tmp_path / "data", mode, model)
     assert (cfg.data.eval_size, cfg.train.steps) == (eval_rows, STEPS)
     ranks = run_ranks(2, train_rank, cfg, tmp_path / "run", tmp_dir=tmp_path)
 

@@ -1,7 +1,8 @@
 """Hybrid-parallel training equals single-process training on the same global batches.
 
-The reference is an independent plain loop over ``models.dlrm.DLRM`` whose sparse part is
-swapped for one written here: tables with dense gradients, each feature's bag pooled by
+The reference is an independent plain loop over the single-process model (``models.zoo``:
+DLRM unless a test names another, ``tests/distributed/test_golden_models.py``) whose sparse part
+is swapped for one written here: tables with dense gradients, each feature's bag pooled by
 ``nn.functional.embedding_bag`` in its table with its mode (``sum`` or ``mean``), updated by
 ``torch.optim`` (SGD, Adagrad) or by row-wise Adagrad written out here: no process group, no
 sharding, no all-to-all, no DDP, no row gradients.
@@ -33,8 +34,9 @@ from dct.embedding.fused import fbgemm_available
 from dct.parallel.topology import GridShape, Topology
 from dct.train.loop import train
 from dct.train.step_optimizers import dense_optimizer
-from models.dlrm import DLRM
 from models.feature_tables import FeatureTables
+from models.recommender import Recommender
+from models.zoo import recommender
 from tests.distributed.spawn import run_ranks
 
 RTOL = 1e-5
@@ -54,12 +56,22 @@ def small_config(
     tables: str | None = None,
     sharding: str = "auto",
     kernel: str = "torch",
+    model: str = "dlrm",
 ) -> RunConfig:
     """``tables``: the tables' optimizer, ``optim`` (the tower's) unless given. ``auto``
-    sharding cuts table 3 (1,000 of the 1,667 rows) into row blocks and keeps the rest whole."""
+    sharding cuts table 3 (1,000 of the 1,667 rows) into row blocks and keeps the rest whole.
+    ``model``: ``model.name`` (DLRM-DCNv2 with 2 cross layers of rank 6)."""
+    cross = {"cross_layers": 2, "cross_rank": 6} if model == "dlrm_dcn" else {}
     return RunConfig(
         seed=3,
-        model=ModelConfig(embedding_dim=8, bottom_mlp=[16, 8], top_mlp=[16], table_kernel=kernel),
+        model=ModelConfig(
+            name=model,
+            embedding_dim=8,
+            bottom_mlp=[16, 8],
+            top_mlp=[16],
+            table_kernel=kernel,
+            **cross,
+        ),
         data=SyntheticDataConfig(cardinalities=[50, 400, 30, 1000, 7, 120, 60], eval_size=200),
         parallel=ParallelConfig(mp_size=mp_size, sharding=sharding),
         optim=OptimConfig(name=optim, adagrad_eps=ADAGRAD_EPS, tables=tables or optim),
@@ -122,8 +134,8 @@ class ReferenceSparseArch(nn.Module):
 
 
 def with_dense_tables(
-    model: DLRM, feature_tables: list[int] | None = None, modes: list[str] | None = None
-) -> DLRM:
+    model: Recommender, feature_tables: list[int] | None = None, modes: list[str] | None = None
+) -> Recommender:
     """``model`` with its sparse part swapped for a ``ReferenceSparseArch`` (default: a table
     per feature, summed)."""
     tables = model.sparse_arch.tables
@@ -151,13 +163,11 @@ def reference_run(
     """The plain single-process loop on ``data`` (default: the config's synthetic clicks),
     features looking up ``feature_tables`` (default: a table each) pooled by ``modes``
     (default: summed)."""
-    model = DLRM(
+    model = recommender(
+        cfg.model,
         cfg.data.num_dense,
-        cfg.model.bottom_mlp,
-        cfg.data.cardinalities,
-        cfg.model.top_mlp,
-        cfg.seed,
         FeatureTables.build(cfg.data.cardinalities, feature_tables or [], modes or []),
+        cfg.seed,
     )
     with_dense_tables(model, feature_tables, modes)
     tower = dense_optimizer(cfg.optim, cfg.train.lr, model.dense_tower.parameters())

@@ -6,7 +6,7 @@
   after the other and multiplies each cut's activations by a mask of each sample's ``k``
   largest magnitudes (found by a stable argsort), so gradients pass only where values did.
 - Impossible pipelines (more stages than ranks, uneven micro-batches) are refused; bad cut
-  names are refused by ``split_dlrm`` (``tests/unit/test_dlrm_stages.py``).
+  names are refused by ``split_model`` (``tests/unit/test_stages.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dct.config import SyntheticDataConfig
 from dct.data.synthetic import SyntheticClicks
 from dct.parallel.pipeline import PipelineStage
 from models.dlrm import DLRM
-from models.dlrm_stages import split_dlrm
+from models.stages import split_model
 from tests.distributed.spawn import run_ranks
 
 DATA = SyntheticDataConfig(cardinalities=[50, 20, 80, 10, 30])
@@ -41,7 +41,7 @@ def batches() -> list:
 
 
 def pipeline_losses(cuts: list[str], microbatches: int, density: float | None) -> dict:
-    stages = split_dlrm(build_model(), cuts)
+    stages = split_model(build_model(), cuts)
     codecs = DENSE if density is None else dct_mp_codecs(density)
     meter = ByteMeter()
     stage = PipelineStage(stages, dist.get_rank(), dist.group.WORLD, meter, codecs)
@@ -63,7 +63,7 @@ def top_k_mask(h: torch.Tensor, density: float) -> torch.Tensor:
 
 def reference_losses(cuts: list[str], density: float | None) -> list[float]:
     model = build_model()
-    stages = split_dlrm(model, cuts)
+    stages = split_model(model, cuts)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     losses = []
     for batch in batches():
@@ -115,11 +115,11 @@ def test_sparse_cuts_train_as_one_process_with_the_same_masks(cuts, tmp_path):
 
 
 def refuse_uneven_microbatches() -> str:
-    stage = PipelineStage(split_dlrm(build_model(), []), 0, dist.group.WORLD, ByteMeter())
+    stage = PipelineStage(split_model(build_model(), []), 0, dist.group.WORLD, ByteMeter())
     with pytest.raises(ValueError, match="does not split into 3 equal micro-batches") as error:
         stage.step(batches()[0], 3)
     with pytest.raises(ValueError, match="2 stages need 2 model-parallel ranks, the group has 1"):
-        PipelineStage(split_dlrm(build_model(), ["top_mlp.0"]), 0, dist.group.WORLD, ByteMeter())
+        PipelineStage(split_model(build_model(), ["top_mlp.0"]), 0, dist.group.WORLD, ByteMeter())
     return str(error.value)
 
 

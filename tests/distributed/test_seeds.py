@@ -14,8 +14,8 @@ import torch.distributed as dist
 from dct.comm.meter import ByteMeter
 from dct.config import RunConfig
 from dct.data.sources import open_source
+from dct.parallel.builder import build_model
 from dct.parallel.topology import GridShape, Topology
-from dct.train.loop import build_model
 from tests.distributed.spawn import run_ranks
 
 COMBINATIONS = {"base": (0, 5), "other_seed": (1, 5), "other_data": (0, 6), "follow": (5, None)}

@@ -151,8 +151,8 @@ def train(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comp
         ),
         (
             "model=nope",
-            "In 'train': Could not find 'model/nope'. Available options in 'model': dlrm, "
-            "dlrm_paper.",
+            "In 'train': Could not find 'model/nope'. Available options in 'model': deepfm, "
+            "dlrm, dlrm_dcn, dlrm_paper.",
         ),
         (
             "train.steps=many",

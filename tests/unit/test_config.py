@@ -24,7 +24,7 @@ from dct.config import (
 from dct.config.help import help_text, leaf_keys
 from dct.config.store import register_schemas, unknown_data_key
 from models.dlrm import DLRM
-from models.dlrm_stages import cut_names
+from models.stages import cut_names
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # What a group file leaves to the user, given so that the file can be validated alone.
@@ -106,7 +106,10 @@ TABULAR = {"data.name": "tabular", "data.path": "/data/mine"}
 # One impossible value of a setting, the other settings it needs (if any), and the message.
 SWEEP = [
     ("seed", -1, {}, "seed=-1 must be >= 0"),
-    ("model.name", "dcn", {}, "model.name='dcn' is unknown; the only model is 'dlrm'"),
+    ("model.name", "dcn", {}, "model.name='dcn': use one of dlrm, dlrm_dcn, deepfm"),
+    ("model.cross_layers", 0, {}, "model.cross_layers=0 must be >= 1"),
+    ("model.cross_rank", 0, {}, "model.cross_rank=0 must be >= 1"),
+    ("model.cross_rank", 8, {}, "model.cross_rank=8 is read by model=dlrm_dcn only"),
     ("model.embedding_dim", 0, {}, "model.embedding_dim=0 must be >= 1"),
     (
         "model.bottom_mlp",
@@ -130,6 +133,14 @@ SWEEP = [
     ("data.cardinalities", [], {}, "data.cardinalities=[] needs at least one table"),
     ("data.cardinalities", [10, 0], {}, "data.cardinalities[1]=0 must be >= 1"),
     ("data.ids_per_feature", 0, {}, "data.ids_per_feature=0 must be >= 1"),
+    ("data.bag_sizes", [1, 2], {}, "data.bag_sizes=[1, 2] must give one bag size per table: 26"),
+    (
+        "data.bag_sizes",
+        [3, 0],
+        {"data.cardinalities": [10, 20]},
+        "data.bag_sizes[1]=0 must be >= 1 (the ids of a bag)",
+    ),
+    ("data.max_rows", 0, {}, "data.max_rows=0 must be >= 1, or null to keep data.cardinalities"),
     ("data.zipf_exponent", -0.5, {}, "data.zipf_exponent=-0.5 must be >= 0 (0: uniform ids)"),
     ("data.teacher_dim", 0, {}, "data.teacher_dim=0 must be >= 1"),
     ("data.teacher_scale", math.inf, {}, "data.teacher_scale=inf must be a finite number"),

@@ -2,7 +2,8 @@ import torch
 from torch import nn
 
 from dct.data.batch import Batch, SparseFeatures
-from models.dlrm import DLRM, DenseTower, DotInteraction, build_table
+from models.dlrm import DLRM, DenseTower, DotInteraction
+from models.sparse_arch import build_table
 
 
 def jagged(bags: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +63,7 @@ def test_dlrm_gives_one_logit_per_sample_and_learns():
 
 
 def test_a_row_block_built_alone_equals_those_rows_of_the_whole_table():
-    from models.dlrm import INIT_CHUNK_ROWS
+    from models.sparse_arch import INIT_CHUNK_ROWS
 
     rows = 2 * INIT_CHUNK_ROWS + 300
     whole = build_table(rows, 2, seed=4, table_index=3).weight

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from dct.embedding.table import SparseTable
-from models.dlrm import build_table
+from models.sparse_arch import build_table
 
 ROWS, DIM = 50, 4
 

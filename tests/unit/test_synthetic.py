@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 
 import numpy as np
@@ -13,11 +14,15 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from dct.config import SyntheticDataConfig
+from dct.config import RunConfig, SyntheticDataConfig
 from dct.data.batch import Batch, SparseFeatures
-from dct.data.synthetic import SyntheticClicks
+from dct.data.hashed_normal import hashed_normal
+from dct.data.sources import open_source, with_data_shape
+from dct.data.synthetic import FIRST_ORDER_SIGNAL_STD, PAIRWISE_SIGNAL_STD, SyntheticClicks
 
 EVAL_SAMPLES = 16384
+# MLPerf's multi-hot Criteo: each of the 26 features' bag size.
+MLPERF_BAGS = [3, 2, 1, 2, 6, 1, 1, 1, 1, 7, 3, 8, 1, 6, 9, 5, 1, 1, 1, 12, 100, 27, 10, 3, 1, 1]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +33,11 @@ def clicks() -> SyntheticClicks:
 @pytest.fixture(scope="module")
 def multi_hot() -> SyntheticClicks:
     return SyntheticClicks(SyntheticDataConfig(ids_per_feature=3), seed=0)
+
+
+@pytest.fixture(scope="module")
+def ragged() -> SyntheticClicks:
+    return SyntheticClicks(SyntheticDataConfig(bag_sizes=MLPERF_BAGS), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +71,18 @@ def assert_identical(actual: Batch, expected: Batch) -> None:
         assert a.dtype == e.dtype and torch.equal(a, e)
 
 
+def stream_digest(batch: Batch) -> str:
+    """A digest of the ids, offsets and labels of ``batch``."""
+    digest = hashlib.blake2b(digest_size=16)
+    for tensor in [*batch.sparse.values, *batch.sparse.offsets, batch.labels]:
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     split=st.sampled_from(["train", "eval"]),
-    multi=st.booleans(),
+    bags=st.sampled_from(["one", "three", "mlperf"]),
     start=st.integers(0, 5000),
     count=st.integers(0, 300),
     cut_fraction=st.floats(0.0, 1.0),
@@ -72,13 +90,14 @@ def assert_identical(actual: Batch, expected: Batch) -> None:
 def test_range_equals_its_parts_requested_separately(
     clicks: SyntheticClicks,
     multi_hot: SyntheticClicks,
+    ragged: SyntheticClicks,
     split: str,
-    multi: bool,
+    bags: str,
     start: int,
     count: int,
     cut_fraction: float,
 ) -> None:
-    source = multi_hot if multi else clicks
+    source = {"one": clicks, "three": multi_hot, "mlperf": ragged}[bags]
     cut = int(cut_fraction * count)
     whole = source.samples(split, start, count)
     head = source.samples(split, start, cut)
@@ -100,9 +119,14 @@ def test_same_seed_same_samples_and_other_seed_or_split_differs(clicks: Syntheti
         assert not any(map(torch.equal, other.sparse.values, batch.sparse.values))
 
 
-@pytest.mark.parametrize("ids_per_feature", [1, 3])
-def test_shapes_dtypes_ranges_and_offsets(ids_per_feature: int) -> None:
-    cfg = SyntheticDataConfig(ids_per_feature=ids_per_feature)
+@pytest.mark.parametrize(
+    ("ids_per_feature", "bag_sizes"), [(1, None), (3, None), (1, MLPERF_BAGS), (2, MLPERF_BAGS)]
+)
+def test_shapes_dtypes_ranges_and_offsets(
+    ids_per_feature: int, bag_sizes: list[int] | None
+) -> None:
+    cfg = SyntheticDataConfig(ids_per_feature=ids_per_feature, bag_sizes=bag_sizes)
+    bags = bag_sizes or [ids_per_feature] * len(cfg.cardinalities)
     n = 300
     batch = SyntheticClicks(cfg, seed=3).samples("train", 70, n)
     assert batch.num_samples == batch.sparse.num_samples == n
@@ -111,11 +135,43 @@ def test_shapes_dtypes_ranges_and_offsets(ids_per_feature: int) -> None:
     assert set(batch.labels.unique().tolist()) <= {0.0, 1.0}
     assert ((batch.click_prob > 0) & (batch.click_prob < 1)).all()
     assert batch.sparse.num_features == len(cfg.cardinalities)
-    expected_offsets = torch.arange(0, n * ids_per_feature + 1, ids_per_feature)
-    for values, offsets, card in zip(batch.sparse.values, batch.sparse.offsets, cfg.cardinalities):
+    for values, offsets, card, bag in zip(
+        batch.sparse.values, batch.sparse.offsets, cfg.cardinalities, bags
+    ):
         assert values.dtype == offsets.dtype == torch.int64
-        assert torch.equal(offsets, expected_offsets)
+        assert torch.equal(offsets, torch.arange(0, n * bag + 1, bag))
         assert values.numel() == offsets[-1] and 0 <= values.min() and values.max() < card
+
+
+@pytest.mark.parametrize(
+    ("ids_per_feature", "digest"),
+    [(1, "37373bc8752c5e6c93449cc300de61ef"), (3, "9b58a997bce92aef7ae15293e972a212")],
+)
+def test_equal_bag_sizes_keep_the_ids_per_feature_stream(ids_per_feature: int, digest: str) -> None:
+    """``bag_sizes`` null draws the stream ``ids_per_feature`` always drew (pinned: docs and
+    tests quote results on it), and ``bag_sizes=[k] * T`` draws it bit for bit too."""
+    batch = SyntheticClicks(SyntheticDataConfig(ids_per_feature=ids_per_feature), seed=0).samples(
+        "train", 100, 300
+    )
+    assert stream_digest(batch) == digest
+    num_tables = len(SyntheticDataConfig().cardinalities)
+    listed = SyntheticDataConfig(bag_sizes=[ids_per_feature] * num_tables)
+    assert_identical(SyntheticClicks(listed, seed=0).samples("train", 100, 300), batch)
+
+
+def test_max_rows_caps_the_model_tables_and_the_ids() -> None:
+    """``with_data_shape`` caps every table at ``max_rows``, smaller tables as given; the ids
+    drawn stay below the capped sizes, whether the generator gets the shaped config or not."""
+    cfg = RunConfig(data=SyntheticDataConfig(cardinalities=KAGGLE, max_rows=1000))
+    shaped = with_data_shape(cfg)
+    capped = [min(rows, 1000) for rows in KAGGLE]
+    assert shaped.data.cardinalities == capped and with_data_shape(shaped) == shaped
+    batch = open_source(shaped).samples("train", 0, 4096)
+    for ids, rows in zip(batch.sparse.values, capped):
+        assert 0 <= ids.min() and ids.max() < rows
+    assert len(batch.sparse.values[KAGGLE.index(10131227)].unique()) > 500
+    assert_identical(SyntheticClicks(cfg.data, seed=cfg.seed).samples("train", 0, 4096), batch)
+    assert with_data_shape(RunConfig()).data == RunConfig().data
 
 
 def test_empty_range() -> None:
@@ -161,13 +217,31 @@ def test_labels_are_bernoulli_of_click_prob(eval_batch: Batch) -> None:
         assert abs(labels[part].mean() - p) < 5 * error
 
 
-def test_teacher_matches_naive_factorisation_machine() -> None:
+@pytest.mark.parametrize("bag_sizes", [None, [1, 3, 2, 5]])
+def test_teacher_matches_naive_factorisation_machine(bag_sizes: list[int] | None) -> None:
     """The vectorised logit equals a per-sample loop over every pair of tables, reading the
-    hidden teacher one id at a time (its rank is the inverse of the id map)."""
-    cfg = SyntheticDataConfig(cardinalities=[7, 50, 3, 20], ids_per_feature=2, teacher_scale=1.5)
+    hidden teacher one id at a time (its rank is the inverse of the id map). A table's per-id
+    effects shrink by the square root of its own bag size."""
+    cardinalities = [7, 50, 3, 20]
+    cfg = SyntheticDataConfig(
+        cardinalities=cardinalities, ids_per_feature=2, bag_sizes=bag_sizes, teacher_scale=1.5
+    )
     data = SyntheticClicks(cfg, seed=5)
     batch = data.samples("train", 10, 40)
-    bag = cfg.ids_per_feature
+    bags = bag_sizes or [2] * len(cardinalities)
+    num_pairs = len(cardinalities) * (len(cardinalities) - 1) // 2
+    vector_std = (PAIRWISE_SIGNAL_STD**2 / (num_pairs * cfg.teacher_dim)) ** 0.25
+    dims = np.arange(cfg.teacher_dim)
+
+    def weight(table: int, rank: int) -> float:
+        std = FIRST_ORDER_SIGNAL_STD / np.sqrt(len(cardinalities) * bags[table])
+        normal = hashed_normal(data._keys[table][0], np.array([rank]))[0]
+        return std * data._effect_scale(table, np.array([rank]))[0] * normal
+
+    def vector(table: int, rank: int) -> np.ndarray:
+        std = vector_std / np.sqrt(bags[table])
+        normal = hashed_normal(data._keys[table][1], rank * cfg.teacher_dim + dims)
+        return std * data._effect_scale(table, np.array([rank]))[0] * normal
 
     def rank(table: int, id_: int) -> int:
         multiplier, shift = data._id_map[table]
@@ -176,11 +250,12 @@ def test_teacher_matches_naive_factorisation_machine() -> None:
 
     for i in range(batch.num_samples):
         ranks = [
-            np.array([rank(t, int(j)) for j in ids[bag * i : bag * (i + 1)]])
-            for t, ids in enumerate(batch.sparse.values)
+            [rank(t, int(j)) for j in ids[offsets[i] : offsets[i + 1]]]
+            for t, (ids, offsets) in enumerate(zip(batch.sparse.values, batch.sparse.offsets))
         ]
-        first_order = sum(data._weight(t, r).sum() for t, r in enumerate(ranks))
-        vectors = [data._vector(t, r).sum(axis=0) for t, r in enumerate(ranks)]
+        assert [len(r) for r in ranks] == bags
+        first_order = sum(weight(t, r) for t, bag in enumerate(ranks) for r in bag)
+        vectors = [sum(vector(t, r) for r in bag) for t, bag in enumerate(ranks)]
         pairs = itertools.combinations(vectors, 2)
         pairwise = sum(v @ u for v, u in pairs)
         counts = np.round(np.expm1(batch.dense[i].double().numpy()))

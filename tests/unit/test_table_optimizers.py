@@ -9,7 +9,7 @@ import torch
 from dct.embedding.rows import RowGradient
 from dct.embedding.table import SparseTable
 from dct.embedding.table_optimizers import TableOptimizer
-from models.dlrm import build_table
+from models.sparse_arch import build_table
 
 ROWS, DIM, LR, EPS = 30, 3, 0.1, 1e-8
 

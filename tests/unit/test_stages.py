@@ -6,7 +6,7 @@ import torch
 from dct.config import SyntheticDataConfig
 from dct.data.synthetic import SyntheticClicks
 from models.dlrm import DLRM
-from models.dlrm_stages import CutError, cut_names, split_dlrm
+from models.stages import CutError, cut_names, split_model
 
 DATA = SyntheticDataConfig(cardinalities=[40, 7, 90])
 
@@ -46,7 +46,7 @@ def test_cut_names_follow_the_forward_order_and_exclude_the_final_layer():
 def test_stages_run_in_turn_are_the_model_bit_for_bit(cuts, widths, reads_ids):
     net = model()
     batch = SyntheticClicks(DATA, seed=0).samples("train", 0, 48)
-    stages = split_dlrm(net, cuts)
+    stages = split_model(net, cuts)
     assert [s.out_width for s in stages] == widths
     assert [s.reads_ids for s in stages] == [bool(r) for r in reads_ids]
     assert [s.is_first for s in stages] == [i == 0 for i in range(len(stages))]
@@ -66,4 +66,4 @@ def test_stages_run_in_turn_are_the_model_bit_for_bit(cuts, widths, reads_ids):
 )
 def test_cuts_that_do_not_split_the_model_are_named(cuts, message):
     with pytest.raises(CutError, match=message):
-        split_dlrm(model(), cuts)
+        split_model(model(), cuts)
