@@ -111,7 +111,10 @@ def main() -> None:
     owners = placement(args.rows, world)
     module_plan = construct_module_sharding_plan(
         model.sparse_arch.embedding_bag_collection,
-        {f"t_{t}": table_wise(rank=owner, compute_kernel="fused") for t, owner in enumerate(owners)},
+        {
+            f"t_{t}": table_wise(rank=owner, compute_kernel="fused")
+            for t, owner in enumerate(owners)
+        },
         sharder=sharder,
         local_size=world,
         world_size=world,
