@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
+from vs_torchrec import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "configs" / "experiment" / "mlperf_dcnv2.yaml"
 PEER = ROOT / "benchmarks" / "torchrec_dcn.py"
-
-
-def torchrun(python: str, args: list[str]) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command[:6])} ... failed:\n{done.stderr[-3000:]}")
-    return done.stdout
 
 
 def shape() -> dict:
@@ -61,7 +51,7 @@ def peer_run(python: str, steps: int, sizes: dict) -> dict:
             f"--steps={steps}",
         ],
     )
-    found = json.loads(output.strip().splitlines()[-1])
+    found = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
     return {
         "samples_per_s": sizes["batch"] / found["median_step_s"],
         "peak_rss_gb": max(found["peak_rss_bytes"]) / 1e9,

@@ -1,6 +1,6 @@
 """TorchRec's DLRM_DCN trained on CPU (gloo): the peer of ``experiment=mlperf_dcnv2``.
 
-Runs in the TorchRec virtualenv (``../shared/peers/README.md`` has its install line), under
+Runs in a TorchRec virtualenv (``docs/models/dlrm_dcn.md`` has its install line), under
 torchrun, started by ``benchmarks/mlperf_dcnv2.py``, which passes the shape. TorchRec's own
 model (``torchrec.models.dlrm.DLRM_DCN``: its ``LowRankCrossNet`` interaction) with one table
 per feature, each feature with its own bag size, tables placed table-wise by rows (the largest
